@@ -110,7 +110,10 @@ def _bind(eqn, invals):
 
 
 def _is_zero_literal(v) -> bool:
-    return isinstance(v, jcore.Literal) and np.size(v.val) > 0 and bool(np.all(np.asarray(v.val) == 0))
+    if not isinstance(v, jcore.Literal):
+        return False
+    val = np.asarray(v.val)
+    return val.size > 0 and bool(np.all(val == 0))
 
 
 def contains_relu(jaxpr) -> bool:
@@ -196,7 +199,8 @@ def _clamped_maxes(jaxpr, known_const: set) -> set:
         if eqn.primitive.name == "min":
             a, b = eqn.invars
             for x, y in ((a, b), (b, a)):
-                if not isinstance(x, jcore.Literal) and (isinstance(y, jcore.Literal) or y in consts):
+                y_const = isinstance(y, jcore.Literal) or y in consts
+                if not isinstance(x, jcore.Literal) and y_const:
                     clamped.add(x)
     return clamped
 

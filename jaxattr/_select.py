@@ -11,8 +11,6 @@ passes over memory (``digit_bits=4``: 8 passes of 15 comparisons).
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +26,8 @@ def nearest_rank(n: int, q: float) -> int:
     ``sort_desc(v)[round_half_even((n - 1) * (1 - q / 100))]``; with distinct values exactly ``k``
     elements are strictly greater than the result.
 
-    >>> nearest_rank(101, 98.0), nearest_rank(26, 98.0), nearest_rank(10, 100.0)
-    (2, 0, 0)
+    >>> nearest_rank(101, 98.0), nearest_rank(25, 98.0), nearest_rank(26, 98.0)
+    (2, 0, 1)
     """
     return int(np.round((n - 1) * (1.0 - q / 100.0)))
 
@@ -56,14 +54,15 @@ def _keys_to_float(key: jax.Array, dtype) -> jax.Array:
     return lax.bitcast_convert_type(bits, fdtype).astype(dtype)
 
 
-def kth_largest(v: jax.Array, k: int, *, method: str = "radix", digit_bits: int = 2) -> jax.Array:
+def kth_largest(v: jax.Array, k: int, *, method: str = "radix", digit_bits: int = 1) -> jax.Array:
     """Exact ``sort(v.ravel())[::-1][k]`` for a static ``k`` in ``[0, v.size)``.
 
     Args:
       v: floating-point array (any shape; treated as flat).
       k: static rank from the top, 0-based.
       method: ``"radix"`` (default, no sort), ``"top_k"`` (``lax.top_k``) or ``"sort"``.
-      digit_bits: bits fixed per radix pass (1 = bisection).
+      digit_bits: bits fixed per radix pass (1 = bisection, the default: fastest measured on
+        CPU, 32 fused counting passes for float32).
 
     Returns:
       A scalar of ``v``'s dtype.
@@ -83,17 +82,24 @@ def kth_largest(v: jax.Array, k: int, *, method: str = "radix", digit_bits: int 
         return lax.top_k(v, k + 1)[0][k]
     if method != "radix":
         raise ValueError(f"method={method!r} must be 'radix', 'top_k' or 'sort'")
+    if nbits_of(v) % digit_bits:
+        raise ValueError(f"digit_bits={digit_bits} must divide the key width {nbits_of(v)}")
     keys, nbits = _sortable_keys(v)
     udtype = keys.dtype
     need = k + 1  # the answer is the largest K with #(keys >= K) >= k + 1
-    prefix = jnp.zeros((), udtype)
-    passes = math.ceil(nbits / digit_bits)
-    for p in range(passes):
-        shift = max(nbits - (p + 1) * digit_bits, 0)
-        width = nbits - p * digit_bits - shift
-        digits = np.arange(1, 2**width, dtype=np.uint64).astype(udtype)
-        cands = prefix | (jnp.asarray(digits) << jnp.asarray(shift, udtype))
+    digits = jnp.arange(1, 2**digit_bits, dtype=udtype)
+
+    def one_pass(p, prefix):
+        shift = (nbits - (p + 1) * digit_bits).astype(udtype)
+        cands = prefix | (digits << shift)
         counts = jnp.sum(keys[None, :] >= cands[:, None], axis=1, dtype=jnp.int32)
         digit = jnp.sum(counts >= need, dtype=udtype)
-        prefix = prefix | (digit << jnp.asarray(shift, udtype))
+        return prefix | (digit << shift)
+
+    # A rolled loop: one fused counting reduction per pass, and a small program to compile.
+    prefix = lax.fori_loop(0, nbits // digit_bits, one_pass, jnp.zeros((), udtype))
     return _keys_to_float(prefix, v.dtype)
+
+
+def nbits_of(v: jax.Array) -> int:
+    return 64 if v.dtype == jnp.float64 else 32
