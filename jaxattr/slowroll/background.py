@@ -1,0 +1,286 @@
+"""Inflaton background in e-folds: phi(N), phi_N, H, and Y = -aH*eta, solved with diffrax.
+
+Units M_p = 1, N = ln a (a = 1 at the start).  In e-folds the field obeys
+
+    phi_NN = -(3 - phi_N^2/2) (phi_N + V'/V),   H^2 = V / (3 - phi_N^2/2),
+
+started on the slow-roll attractor phi_N = -V'/V and stopped where eps1 = phi_N^2/2 = 1.
+Y = -aH*eta obeys dY/dN = (1 - eps1) Y - 1 and is integrated backward from the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+
+from ..errors import ArgumentError
+
+__all__ = ["Background", "background"]
+
+Potential = Callable[[jax.Array], jax.Array]
+
+
+def x64():
+    """Context manager enabling float64 locally (the module never flips it globally)."""
+    if jax.config.jax_enable_x64:
+        return contextlib.nullcontext()
+    return jax.enable_x64(True)
+
+
+def _rhs(potential: Potential):
+    dv = jax.grad(potential)
+
+    def field(n, y, args):
+        del n, args
+        phi, phi_n = y[0], y[1]
+        phi_nn = -(3.0 - 0.5 * phi_n**2) * (phi_n + dv(phi) / potential(phi))
+        return jnp.stack([phi_n, phi_nn])
+
+    return field
+
+
+class Background(eqx.Module):
+    """A solved inflaton background (a pytree; evaluate it anywhere in [n_start, n_end]).
+
+    Attributes:
+        potential: the potential V(phi): a function or an equinox Module (its arrays are traced).
+        n_start: first e-fold (0).
+        n_end: last e-fold: the end of inflation (eps1 = 1), or ``n_max``.
+        ended: whether inflation ended (eps1 reached 1) inside the solved range.
+        grid: the solver's accepted steps, shape (m,), padded with ``n_end``.
+        grid_log_ah: ln(aH) on ``grid``.
+        grid_y: Y on ``grid``.
+        sol: dense diffrax solution of (phi, phi_N).
+        ysol: dense diffrax solution of Y = -aH*eta (integrated backward from ``n_end``).
+    """
+
+    potential: Potential
+    n_start: jax.Array
+    n_end: jax.Array
+    ended: jax.Array
+    grid: jax.Array
+    grid_log_ah: jax.Array
+    grid_y: jax.Array
+    sol: diffrax.Solution
+    ysol: diffrax.Solution
+
+    def state(self, n: jax.Array) -> jax.Array:
+        """(phi, phi_N) at e-fold ``n`` (scalar), from the dense solution."""
+        return self.sol.evaluate(n)
+
+    def phi(self, n: jax.Array) -> jax.Array:
+        """Field value at e-fold(s) ``n``."""
+        return jnp.vectorize(lambda t: self.state(t)[0])(n)
+
+    def phi_n(self, n: jax.Array) -> jax.Array:
+        """dphi/dN at e-fold(s) ``n``."""
+        return jnp.vectorize(lambda t: self.state(t)[1])(n)
+
+    def hubble(self, n: jax.Array) -> jax.Array:
+        """Hubble rate H at e-fold(s) ``n``."""
+
+        def one(t):
+            phi, phi_n = self.state(t)
+            return jnp.sqrt(self.potential(phi) / (3.0 - 0.5 * phi_n**2))
+
+        return jnp.vectorize(one)(n)
+
+    def y(self, n: jax.Array) -> jax.Array:
+        """Y = -aH*eta at e-fold(s) ``n`` (-> 1 in de Sitter)."""
+        return jnp.vectorize(lambda t: self.ysol.evaluate(t)[0])(n)
+
+    def log_ah_y(self, n: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """(ln(aH), Y, eps1) at a scalar e-fold ``n`` (two dense evaluations)."""
+        phi, phi_n = self.state(n)
+        h2 = self.potential(phi) / (3.0 - 0.5 * phi_n**2)
+        return n + 0.5 * jnp.log(h2), self.ysol.evaluate(n)[0], 0.5 * phi_n**2
+
+    def log_ah(self, n: jax.Array) -> jax.Array:
+        """ln(aH) at e-fold(s) ``n``: the k that crosses the horizon there is exp(log_ah)."""
+        return n + jnp.log(self.hubble(n))
+
+
+def _solve_background(potential, phi0, n_max, rtol, atol, max_steps):
+    field = _rhs(potential)
+    dv = jax.grad(potential)
+    y0 = jnp.stack([phi0, -dv(phi0) / potential(phi0)])
+
+    def cond(t, y, args, **kwargs):
+        del t, args, kwargs
+        return 0.5 * y[1] ** 2 - 1.0
+
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Dopri8(),
+        t0=0.0,
+        t1=n_max,
+        dt0=1e-2,
+        y0=y0,
+        saveat=diffrax.SaveAt(steps=True, dense=True),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        event=diffrax.Event(cond, root_finder=optx.Newton(rtol=1e-13, atol=1e-13)),
+        max_steps=max_steps,
+        throw=False,
+    )
+    return sol
+
+
+def _solve_y(sol, n_end, ended, rtol, atol, max_steps):
+    def eps1(n):
+        return 0.5 * sol.evaluate(n)[1] ** 2
+
+    def field(n, y, args):
+        del args
+        return (1.0 - eps1(n)) * y - 1.0
+
+    e_end = eps1(n_end)
+    # Boundary value: the local power-law relation Y = 1/(1 - eps1) (exact for power-law
+    # inflation); at the end of inflation eps1 = 1 it is clipped.  Its influence on Y(N)
+    # decays like exp(-(n_end - N)).
+    y_end = jnp.where(ended, 2.0, 1.0 / (1.0 - jnp.minimum(e_end, 0.5)))
+    return diffrax.diffeqsolve(
+        diffrax.ODETerm(field),
+        diffrax.Dopri8(),
+        t0=n_end,
+        t1=0.0,
+        dt0=-1e-2,
+        y0=jnp.reshape(y_end, (1,)),
+        saveat=diffrax.SaveAt(dense=True),
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+
+
+@eqx.filter_jit
+def _solve(potential, phi0, n_max, rtol, atol, max_steps):
+    sol = _solve_background(potential, phi0, n_max, rtol, atol, max_steps)
+    ts = sol.ts
+    n_end = jnp.nanmax(jnp.where(jnp.isfinite(ts), ts, -jnp.inf))
+    ended = sol.event_mask if sol.event_mask is not None else jnp.array(False)
+    ysol = _solve_y(sol, n_end, ended, rtol, atol, max_steps)
+    grid = jnp.where(jnp.isfinite(ts), ts, n_end)
+
+    def at(n):
+        phi, phi_n = sol.evaluate(n)
+        return n + 0.5 * jnp.log(potential(phi) / (3.0 - 0.5 * phi_n**2)), ysol.evaluate(n)[0]
+
+    grid_log_ah, grid_y = jax.vmap(at)(grid)
+    vmin = jnp.min(jax.vmap(potential)(jnp.where(jnp.isfinite(sol.ys[:, 0]), sol.ys[:, 0], phi0)))
+    return sol, ysol, n_end, ended, grid, grid_log_ah, grid_y, vmin
+
+
+def background(
+    potential: Potential,
+    phi0: float,
+    *,
+    efolds: float | None = None,
+    n_max: float = 500.0,
+    require_end: bool = True,
+    rtol: float = 1e-13,
+    atol: float = 1e-15,
+    max_steps: int = 16384,
+) -> Background:
+    """Solve the inflaton background of ``V(phi)`` from ``phi0`` to the end of inflation.
+
+    The field starts on the slow-roll attractor ``phi_N = -V'/V`` at ``phi0``; the solve runs in
+    e-folds N with an 8th-order adaptive Runge-Kutta method (Dopri8) at tight tolerances with
+    dense output, and stops where eps1 = 1.  Y = -aH*eta is then integrated backward from the
+    end.  float64 is enabled locally (the global flag is never changed).
+
+    Args:
+        potential: V(phi), a JAX-traceable scalar function, positive where the field rolls.
+        phi0: initial field value.
+        efolds: if given, inflation must last at least this many e-folds (the pivot scale at
+            ``efolds`` before the end is then inside the solved range).
+        n_max: the largest N solved.
+        require_end: raise if inflation has not ended by ``n_max`` (pass ``False`` for models
+            that never end, such as power-law inflation).
+        rtol: relative tolerance of the solver.
+        atol: absolute tolerance of the solver.
+        max_steps: step budget of the solver.
+
+    Returns:
+        A :class:`Background` pytree.
+
+    Raises:
+        ArgumentError: if V(phi0) <= 0, V'(phi0) = 0, eps1(phi0) >= 1, V is not positive where
+            the field rolls, inflation does not end (``require_end``) or does not last
+            ``efolds``, or the solver fails.
+        TypeError: if V does not compute in float64.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> bg = background(lambda p: 0.5 * p**2, 5.0)  # doctest: +SKIP
+        >>> print(bool(bg.ended))  # doctest: +SKIP
+        True
+
+    References:
+        Choe, Gong, Stewart 2004, arXiv:hep-ph/0405155.
+    """
+    if not callable(potential):
+        raise TypeError(f"potential={potential!r} must be a callable V(phi)")
+    if not (n_max > 0):
+        raise ArgumentError(f"n_max={n_max} must be > 0")
+    with x64():
+        phi0 = jnp.asarray(phi0, dtype=jnp.float64)
+        if phi0.shape != ():
+            raise ArgumentError(f"phi0 must be a scalar, got shape {phi0.shape}")
+        v0 = jnp.asarray(potential(phi0))
+        if v0.dtype != jnp.float64:
+            raise TypeError(
+                f"V(phi) returned {v0.dtype} for a float64 phi: write V with float64 arithmetic"
+            )
+        if not (float(v0) > 0):
+            raise ArgumentError(f"V(phi0)={float(v0)} must be > 0 at phi0={float(phi0)}")
+        dv0 = float(jax.grad(potential)(phi0))
+        if dv0 == 0.0 or not math.isfinite(dv0):
+            raise ArgumentError(
+                f"V'(phi0)={dv0} at phi0={float(phi0)}: the field does not roll (no slow roll)"
+            )
+        eps_v = 0.5 * (dv0 / float(v0)) ** 2
+        if eps_v >= 1.0:
+            raise ArgumentError(
+                f"eps1={eps_v:.3g} >= 1 at phi0={float(phi0)}: the field is not inflating there"
+            )
+        sol, ysol, n_end, ended, grid, grid_log_ah, grid_y, vmin = _solve(
+            potential, phi0, *(jnp.asarray(v, jnp.float64) for v in (n_max, rtol, atol)),
+            int(max_steps),
+        )
+        if not (float(vmin) > 0) or not np.all(np.isfinite(np.asarray(grid))):
+            raise ArgumentError(
+                f"V is not positive where the field rolls (min V = {float(vmin):.3g})"
+            )
+        if sol.result != diffrax.RESULTS.successful and not bool(ended):
+            raise ArgumentError(
+                f"the background solve failed ({sol.result}); raise max_steps={max_steps}"
+            )
+        if require_end and not bool(ended):
+            raise ArgumentError(
+                f"inflation never ends within n_max={n_max} e-folds; pass require_end=False"
+                " to solve a model that does not end"
+            )
+        if efolds is not None and float(n_end) < efolds:
+            raise ArgumentError(
+                f"inflation lasts only {float(n_end):.4g} e-folds < efolds={efolds}: start"
+                " from a larger |phi0|"
+            )
+        return Background(
+            potential=potential,
+            n_start=jnp.asarray(0.0),
+            n_end=n_end,
+            ended=jnp.asarray(ended),
+            grid=grid,
+            grid_log_ah=grid_log_ah,
+            grid_y=grid_y,
+            sol=sol,
+            ysol=ysol,
+        )
