@@ -379,15 +379,24 @@ def _make_relu(rule):
 # Public entry point.
 
 
-def rewrite(fun: Callable, rules: Rules, *, name: str = "rewrite") -> Callable:
+def rewrite(
+    fun: Callable,
+    rules: Rules,
+    *,
+    name: str = "rewrite",
+    check_output: Callable[[Any], None] | None = None,
+) -> Callable:
     """``fun`` with the same forward pass, re-interpreted so its backward rules are swapped.
 
     Tracing happens at call time, inside whatever transformation the caller applies (jit, vmap,
-    grad), so ``jax.jit`` caches on shapes as usual.
+    grad), so ``jax.jit`` caches on shapes as usual. ``check_output`` sees the output's
+    ``ShapeDtypeStruct`` pytree before anything is evaluated (to reject bad scores early).
     """
 
     def rewritten(*args):
         closed, out_shape = jax.make_jaxpr(fun, return_shape=True)(*args)
+        if check_output is not None:
+            check_output(out_shape)
         interp = _Interpreter(rules)
         flat_args = jax.tree_util.tree_leaves(args)
         outs = interp.eval_closed(closed, [_Val(a) for a in flat_args])

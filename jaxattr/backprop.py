@@ -58,8 +58,8 @@ def _check_inputs(args: tuple, argnums: Argnums, name: str) -> None:
                 )
 
 
-def _check_score(f: Callable, args: tuple, has_aux: bool, name: str) -> None:
-    out = jax.eval_shape(f, *args)
+def _check_score(out: Any, has_aux: bool, name: str) -> None:
+    """``out``: the ShapeDtypeStruct pytree of ``f``'s output."""
     if has_aux:
         if not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError(f"{name}: has_aux=True needs f to return a pair (score, aux)")
@@ -96,7 +96,8 @@ def _backward_only(fun: Callable, name: str) -> Callable:
 
 def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, name: str):
     argnums_t = _argnums_tuple(argnums)
-    rewritten = rewrite(f, rules, name=name)
+    rewritten = rewrite(f, rules, name=name,
+                        check_output=functools.partial(_check_score, has_aux=has_aux, name=name))
     grad_fn = jax.grad(rewritten, argnums=argnums, has_aux=has_aux)
 
     # jit inside: eager calls run one compiled program instead of dispatching the interpreter's
@@ -104,7 +105,6 @@ def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, n
     @jax.jit
     def g(*args):
         _check_inputs(args, argnums_t, name)
-        _check_score(f, args, has_aux, name)
         return grad_fn(*args)
 
     return functools.wraps(f)(_backward_only(g, name))
@@ -226,7 +226,7 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Cal
     @functools.wraps(f)
     def g(*args):
         _check_inputs(args, argnums_t, "saliency")
-        _check_score(f, args, has_aux, "saliency")
+        _check_score(jax.eval_shape(f, *args), has_aux, "saliency")
         return grad_fn(*args)
 
     return g
