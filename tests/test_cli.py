@@ -1,0 +1,198 @@
+"""Tests of the `jaxattr demo` command line and of jaxattr.plot.attribution (which it drives)."""
+
+import contextlib
+import io
+import re
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from jaxattr import cli
+from jaxattr.models import CifarCNN
+from jaxattr.plot.attribution import color_limits, heatmap, method_grid, overlay, to_2d
+
+# ------------------------------------------------------------------------------------ the demo
+
+METHODS = (
+    "saliency",
+    "guided backprop",
+    "deconvnet",
+    "rectgrad q=90",
+    "rectgrad q=90 x input",
+    "smoothgrad n=10",
+)
+ROW = re.compile(r"^(?P<name>.+?)\s+(?P<ms>[\d.]+)\s+(?P<comp>[\d.]+)\s+(?P<tv>[\d.]+|nan)"
+                 r"\s+(?P<ink>[\d.]+|nan)$")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli.main(["demo", "--quick", "--out", str(out)])
+    return rc, buf.getvalue(), out
+
+
+def test_demo_writes_png_and_prints_table(demo_run):
+    rc, text, out = demo_run
+    assert rc == 0
+    png = out / "methods.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+    acc = float(re.search(r"test accuracy: ([\d.]+)", text).group(1))
+    assert acc >= 0.9
+    assert re.search(r"method\s+ms\s+compile s\s+TV\s+on strokes", text)
+    rows = {}
+    for line in text.splitlines():
+        m = ROW.match(line)
+        if m and m["name"].strip() in METHODS:
+            rows[m["name"].strip()] = m
+    smoothgrad_skipped = "smoothgrad n=10: skipped" in text
+    expected = [n for n in METHODS if not (smoothgrad_skipped and n.startswith("smoothgrad"))]
+    assert sorted(rows) == sorted(expected)
+    for m in rows.values():
+        assert float(m["ms"]) > 0 and float(m["comp"]) > 0
+        assert 0.0 <= float(m["ink"]) <= 1.0 and float(m["tv"]) > 0
+    assert "q=90 keeps 205/205/102/102/25" in text
+    assert f"saved {out / 'methods.png'}" in text
+
+
+def test_main_without_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "usage: jaxattr" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["demo", "--steps", "0"], r"argument --steps: 0 must be > 0"),
+        (["demo", "--steps", "abc"], r"argument --steps: 'abc' is not an integer"),
+        (["demo", "--images", "-2"], r"argument --images: -2 must be > 0"),
+        (["demo", "--seed", "-1"], r"argument --seed: seed=-1 must be >= 0"),
+        (["demo", "--q", "101"], r"argument --q: q=101.0 must be in \[0, 100\]"),
+        (["demo", "--q", "x"], r"argument --q: 'x' is not a number"),
+        (["demo", "--model", "resnet"], r"argument --model: invalid choice: 'resnet'"),
+        (["frobnicate"], r"invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_message(argv, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_total_variation_and_ink_fraction_hand_computed():
+    m = np.array([[[1.0, -1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    # horizontal |(-1) - 1| = 2, vertical |0 - 1| + |0 - (-1)| = 2; L1 = 2 -> 4 / 2
+    tv = cli._total_variation(m)
+    assert tv[0] == 2.0 and np.isnan(tv[1])
+    mask = np.array([[True, False], [False, False]])
+    m2 = np.array([[[1.0, -3.0], [0.0, 0.0]]])
+    assert cli._ink_fraction(m2, mask)[0] == 0.25
+    assert np.isnan(cli._ink_fraction(np.zeros((1, 2, 2)), mask)[0])
+    assert cli._mean_finite(np.array([np.nan, 1.0, 3.0])) == 2.0
+    assert np.isnan(cli._mean_finite(np.array([np.nan])))
+
+
+def test_pick_images_first_of_each_class():
+    np.testing.assert_array_equal(cli._pick_images(np.array([3, 0, 1, 0, 2]), 3), [1, 2, 4])
+
+
+@pytest.mark.parametrize("q", [98.0, 90.0, 50.0])
+def test_kept_units_match_numpy_percentile_nearest(q):
+    # independent reference: count distinct values strictly above numpy's 'nearest' percentile
+    sizes = [8 * 8 * 32, 8 * 8 * 32, 4 * 4 * 64, 4 * 4 * 64, 256]
+    ref = []
+    for n in sizes:
+        v = np.arange(n, dtype=np.float64)
+        ref.append(int(np.sum(v > np.percentile(v, q, method="nearest"))))
+    assert cli._kept(CifarCNN(), q) == "/".join(map(str, ref))
+
+
+# ------------------------------------------------------------------------------------ plotting
+
+
+def test_to_2d_sums_channels():
+    a = np.arange(12.0).reshape(2, 2, 3)
+    np.testing.assert_array_equal(to_2d(a), [[3.0, 12.0], [21.0, 30.0]])
+    np.testing.assert_array_equal(to_2d(a[..., 0]), a[..., 0])
+    with pytest.raises(ValueError, match=r"attr.shape=\(2,\) must be \(H, W\) or \(H, W, C\)"):
+        to_2d(np.ones(2))
+
+
+def test_color_limits():
+    a = np.array([[0.0, -1.0], [2.0, -4.0]])  # |a| = 0, 1, 2, 4
+    assert color_limits(a, signed=True, clip_percentile=100) == (-4.0, 4.0)
+    assert color_limits(a, signed=False, clip_percentile=100) == (0.0, 4.0)
+    # 50th percentile of (0, 1, 2, 4), linear interpolation: (1 + 2) / 2
+    assert color_limits(a, signed=True, clip_percentile=50) == (-1.5, 1.5)
+    assert color_limits(np.zeros((2, 2)), signed=True) == (-1.0, 1.0)
+    for bad in (0.0, 101.0):
+        with pytest.raises(ValueError, match=rf"clip_percentile={bad} must be in \(0, 100\]"):
+            color_limits(a, signed=True, clip_percentile=bad)
+
+
+def test_heatmap_signed_and_unsigned():
+    ax = Figure().subplots()
+    a = np.array([[-2.0, 1.0], [0.5, 0.0]])[..., None]
+    im = heatmap(ax, a, clip_percentile=100, title="t")
+    assert im.get_clim() == (-2.0, 2.0) and im.get_cmap().name == "RdBu_r"
+    assert ax.get_title() == "t"
+    im2 = heatmap(Figure().subplots(), a, signed=False, clip_percentile=100)
+    assert im2.get_clim() == (0.0, 2.0) and im2.get_cmap().name == "inferno"
+    np.testing.assert_array_equal(im2.get_array(), np.abs(a[..., 0]))
+    im3 = heatmap(Figure().subplots(), np.abs(a), clip_percentile=100, colorbar=True)
+    assert im3.get_clim() == (0.0, 2.0)  # auto: no negative value -> unsigned
+    assert len(im3.figure.axes) == 2
+
+
+def test_overlay_opacity_follows_magnitude():
+    ax = Figure().subplots()
+    attr = np.diag([4.0, -2.0, 0.0, 1.0])
+    im = overlay(ax, np.full((4, 4, 1), 0.5), attr, alpha=0.5, clip_percentile=100)
+    rgba = im.get_array()
+    np.testing.assert_allclose(np.diag(rgba[..., 3]), [0.5, 0.25, 0.0, 0.125])
+    assert np.all(rgba[..., 3][~np.eye(4, dtype=bool)] == 0)
+    # signed: positive is red-ish, negative blue-ish in RdBu_r
+    assert rgba[0, 0, 0] > rgba[0, 0, 2] and rgba[1, 1, 2] > rgba[1, 1, 0]
+    with pytest.raises(ValueError, match=r"alpha=1.5 must be in \[0, 1\]"):
+        overlay(ax, np.zeros((4, 4)), attr, alpha=1.5)
+    with pytest.raises(ValueError, match=r"attr H, W = \(4, 4\) must match image H, W = \(3, 3\)"):
+        overlay(ax, np.zeros((3, 3)), attr)
+    with pytest.raises(ValueError, match=r"image.shape=\(4, 4, 2\) must be"):
+        overlay(ax, np.zeros((4, 4, 2)), attr)
+
+
+def test_method_grid_layout():
+    x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1))
+    maps = {"saliency": np.ones((3, 8, 8, 1)), "a very long method name": -np.ones((3, 8, 8))}
+    fig = method_grid(x, maps, row_labels=["a", "b", "c"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 3 * 3
+    titles = [ax.get_title() for ax in fig.axes[:3]]
+    assert titles[0] == "input" and titles[1] == "saliency"
+    assert titles[2].replace("\n", " ") == "a very long method name" and "\n" in titles[2]
+    assert [fig.axes[3 * i].get_ylabel() for i in range(3)] == ["a", "b", "c"]
+    one = {k: v[:1] for k, v in maps.items()}
+    assert len(method_grid(x[:1], one, show_overlay=True).axes) == 3
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("images", "maps", "kw", "match"),
+    [
+        (np.zeros((2, 8, 8, 1)), {}, {}, r"maps_by_method is empty"),
+        (np.zeros((2, 8, 8, 1)), {"sg": np.zeros((3, 8, 8))}, {},
+         r"maps_by_method\['sg'\].shape=\(3, 8, 8\) must start with \(N, H, W\)=\(2, 8, 8\)"),
+        (np.zeros((8, 8)), {"sg": np.zeros((8, 8))}, {},
+         r"images.shape=\(8, 8\) must be \(N, H, W\) or \(N, H, W, C\)"),
+        (np.zeros((2, 8, 8)), {"sg": np.zeros((2, 8, 8))}, {"row_labels": ["a"]},
+         r"len\(row_labels\)=1 must equal the number of images 2"),
+    ],
+)
+def test_method_grid_errors(images, maps, kw, match):
+    with pytest.raises(ValueError, match=match):
+        method_grid(images, maps, **kw)
