@@ -1,0 +1,186 @@
+"""jaxattr.derivatives against hand-derived numpy derivatives of a sine network and a tanh MLP."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxattr import derivatives as D
+
+RNG = np.random.default_rng(0)
+C, W, B = RNG.normal(size=4), RNG.normal(size=(4, 3)) * 0.8, RNG.normal(size=4)
+X = np.array([0.3, -0.4, 0.7])
+
+
+def sine_net(x):
+    return jnp.asarray(C) @ jnp.sin(jnp.asarray(W) @ x + jnp.asarray(B))
+
+
+def sine_refs(x):
+    """numpy derivatives of f = sum_m c_m sin(u_m), u = W x + b (by hand)."""
+    u = W @ x + B
+    n2 = np.sum(W**2, axis=1)
+    s, c = np.sin(u), np.cos(u)
+    H = -np.einsum("m,mi,mj->ij", C * s, W, W)
+    T = -np.einsum("m,mi,mj,mk->ijk", C * c, W, W, W)
+    L = np.einsum("m,mi,mj->ij", C * n2 * s, W, W)  # Hessian of Lap f = -sum c n2 sin u
+    return {
+        "laplacian": -np.sum(C * n2 * s),
+        "grad_laplacian": -(C * n2 * c) @ W,
+        "hessian_row_sqnorms": np.sum(H**2, axis=1),
+        "hessian_laplacian_contraction": np.sum(H * L, axis=1),
+        "third_derivative_row_sqnorms": np.sum(T**2, axis=(1, 2)),
+        ("power", 0): C @ s,
+        ("power", 2): np.sum(C * n2**2 * s),
+        ("power", 3): -np.sum(C * n2**3 * s),
+        ("gradpower", 2): (C * n2**2 * c) @ W,
+    }
+
+
+NAMES = ["laplacian", "grad_laplacian", "hessian_row_sqnorms", "hessian_laplacian_contraction",
+         "third_derivative_row_sqnorms"]
+
+
+@pytest.mark.parametrize("method", ["exact", "forward"])
+@pytest.mark.parametrize("name", NAMES)
+def test_deterministic_methods_match_hand_derivatives(name, method):
+    got = getattr(D, name)(sine_net, method=method)(jnp.asarray(X))
+    np.testing.assert_allclose(got, sine_refs(X)[name], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["exact", "forward"])
+def test_laplacian_powers(method):
+    ref = sine_refs(X)
+    x = jnp.asarray(X)
+    for k in (0, 2, 3):
+        np.testing.assert_allclose(D.laplacian_power(sine_net, k, method=method)(x),
+                                   ref[("power", k)], rtol=1e-11)
+    np.testing.assert_allclose(D.grad_laplacian_power(sine_net, 2, method=method)(x),
+                               ref[("gradpower", 2)], rtol=1e-11)
+    np.testing.assert_allclose(D.grad_laplacian_power(sine_net, 1, method=method)(x),
+                               ref["grad_laplacian"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+@pytest.mark.parametrize("name", NAMES + ["power2"])
+def test_hutchinson_within_standard_errors(name, probe, key):
+    if name == "power2":
+        build, ref = D.laplacian_power(sine_net, 2, method="hutchinson", num_probes=4000,
+                                       probe=probe), sine_refs(X)[("power", 2)]
+    else:
+        build = getattr(D, name)(sine_net, method="hutchinson", num_probes=4000, probe=probe)
+        ref = sine_refs(X)[name]
+    est = build(jnp.asarray(X), key)
+    assert est.value.shape == np.shape(ref) and est.stderr.shape == np.shape(ref)
+    err = np.abs(est.value - ref)
+    assert np.all(err <= 5 * est.stderr + 1e-12), (err, est.stderr)
+    # the standard error is honest, not huge: a factor-2 error in the target is detected
+    assert np.all(np.abs(est.value - 2 * ref) > 5 * est.stderr)
+
+
+def test_hutchinson_chunked_equals_unchunked_and_single_probe(key):
+    x = jnp.asarray(X)
+    a = D.grad_laplacian(sine_net, method="hutchinson", num_probes=10)(x, key)
+    b = D.grad_laplacian(sine_net, method="hutchinson", num_probes=10, chunk=3)(x, key)
+    np.testing.assert_allclose(a.value, b.value, rtol=1e-13)
+    one = D.laplacian(sine_net, method="hutchinson", num_probes=1)(x, key)
+    assert np.isinf(one.stderr)
+
+
+def _mlp(d, h, seed=0):
+    r = np.random.default_rng(seed)
+    W1, b1, w2 = r.normal(size=(h, d)) / np.sqrt(d) * 2, r.normal(size=h), r.normal(size=h)
+
+    def f(x):
+        return jnp.asarray(w2) @ jnp.tanh(jnp.asarray(W1) @ x.reshape(-1) + jnp.asarray(b1))
+
+    def grad_lap(x):  # Lap f = sum_m w2_m tanh''(u_m) |W1_m|^2, tanh''' = -2 + 8t^2 - 6t^4 ...
+        t = np.tanh(W1 @ np.asarray(x).reshape(-1) + b1)
+        t3 = (1 - t**2) * (6 * t**2 - 2)  # third derivative of tanh
+        return ((w2 * t3 * np.sum(W1**2, axis=1)) @ W1).reshape(np.shape(x))
+
+    return f, grad_lap
+
+
+def test_forward_chunking_and_shapes_agree_with_exact():
+    f, grad_lap = _mlp(12, 5)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)))
+    ref = grad_lap(x)
+    for chunk in (None, 5, 12):
+        got = D.grad_laplacian(f, method="forward", chunk=chunk)(x)
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(D.grad_laplacian(f)(x), ref, rtol=1e-11, atol=1e-13)
+    lap_exact = D.laplacian(f)(x)
+    np.testing.assert_allclose(D.laplacian(f, method="forward", chunk=5)(x), lap_exact, rtol=1e-12)
+    np.testing.assert_allclose(D.hessian_row_sqnorms(f, method="forward", chunk=5)(x),
+                               D.hessian_row_sqnorms(f)(x), rtol=1e-12)
+    jitted = jax.jit(D.grad_laplacian(f, method="forward", chunk=5))(x)
+    np.testing.assert_allclose(jitted, ref, rtol=1e-11, atol=1e-13)
+
+
+def test_image_sized_input_forward_and_hutchinson(key):
+    """32x32x3 (d = 3072 > EXACT_MAX_DIM) by chunked forward; 224x224x3 by Hutchinson."""
+    f, grad_lap = _mlp(32 * 32 * 3, 3)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(32, 32, 3)) * 0.1)
+    got = D.grad_laplacian(f, method="forward", chunk=1024)(x)
+    np.testing.assert_allclose(got, grad_lap(x), rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="d <= 2048 .*got d=3072.*forward.*hutchinson"):
+        D.grad_laplacian(f)(x)
+
+    f, grad_lap = _mlp(224 * 224 * 3, 2, seed=3)
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(224, 224, 3)) * 0.1)
+    est = D.grad_laplacian(f, method="hutchinson", num_probes=8)(x, key)
+    assert est.value.shape == x.shape
+    assert np.all(np.abs(est.value - grad_lap(x)) <= 5 * est.stderr + 1e-12)
+
+
+def test_folx_fallback_warns_and_is_exact():
+    def f(x):  # lax.scan over input-dependent values: folx has no rule
+        return jax.lax.scan(lambda c, a: (c * jnp.sin(a), None), 1.0, x)[0]
+
+    x = jnp.array([0.3, 0.5, 0.9])
+    with pytest.warns(D.FolxFallbackWarning, match="falling back to method='exact'"):
+        got = D.laplacian(f, method="forward")(x)
+    s = np.sin(np.asarray(x))
+    # f = prod sin(x_i): d^2/dx_i^2 = -f, so Lap f = -3 f
+    np.testing.assert_allclose(got, -3 * np.prod(s), rtol=1e-12)
+
+
+def test_bad_input():
+    f = sine_net
+    x = jnp.asarray(X)
+    with pytest.raises(ValueError, match="method='taylor' must be one of"):
+        D.laplacian(f, method="taylor")
+    with pytest.raises(ValueError, match="num_probes=0 must be >= 1"):
+        D.laplacian(f, method="hutchinson", num_probes=0)
+    with pytest.raises(TypeError, match="num_probes=2.5 must be an integer"):
+        D.laplacian(f, num_probes=2.5)
+    with pytest.raises(ValueError, match="probe='uniform' must be one of"):
+        D.hessian_row_sqnorms(f, probe="uniform")
+    with pytest.raises(ValueError, match="chunk=0 must be >= 1"):
+        D.grad_laplacian(f, chunk=0)
+    with pytest.raises(ValueError, match="k=-1 must be >= 0"):
+        D.laplacian_power(f, -1)
+    with pytest.raises(TypeError, match="k=1.5 must be an integer"):
+        D.grad_laplacian_power(f, 1.5)
+    with pytest.raises(TypeError, match=r"f must return a scalar, got \(3,\)"):
+        D.laplacian(lambda x: x**2)(x)
+    with pytest.raises(TypeError, match="floating-point"):
+        D.laplacian(f)(jnp.arange(3))
+    with pytest.raises(ValueError, match="d <= 2048 .*got d=2049"):
+        D.laplacian(lambda x: jnp.sum(x**2))(jnp.zeros(2049))
+    for name in ("hessian_laplacian_contraction", "third_derivative_row_sqnorms"):
+        for method in ("exact", "forward"):
+            with pytest.raises(ValueError, match="d <= 256 .*got d=257.*hutchinson"):
+                getattr(D, name)(lambda x: jnp.sum(x**3), method=method)(jnp.zeros(257))
+    with pytest.raises(ValueError, match="k=2 >= 2 is limited to d <= 256 .*hutchinson"):
+        D.laplacian_power(lambda x: jnp.sum(x**3), 2, method="forward")(jnp.zeros(300))
+
+
+def test_no_warnings_on_smooth_forward():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        D.laplacian(sine_net, method="forward")(jnp.asarray(X))

@@ -1,0 +1,315 @@
+"""jaxattr.theory: series vs closed forms (hand-derived, re-written here in numpy), convergence
+orders, and Monte Carlo (jaxattr.smoothgrad / jaxattr.vargrad) vs series within z*SE + bias."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattr as ja
+from jaxattr import derivatives as D
+from jaxattr import theory as T
+
+Z = 5.0
+RNG = np.random.default_rng(0)
+
+
+# ------------------------------------------------------------------ closed forms (numpy, by hand)
+def test_closed_forms_match_numpy_formulas():
+    x, s = np.array([0.2, -0.1, 0.4]), 0.3
+    w = np.array([0.7, -1.2, 0.5])
+    s2 = s**2 * w @ w
+    u = w @ x + 0.1
+    pw = T.plane_wave(jnp.asarray(w), 0.1)
+    np.testing.assert_allclose(pw.smoothgrad(x, s), w * np.cos(u) * np.exp(-s2 / 2), rtol=1e-13)
+    np.testing.assert_allclose(
+        pw.vargrad(x, s), w**2 / 2 * (1 - np.exp(-s2)) * (1 - np.exp(-s2) * np.cos(2 * u)),
+        rtol=1e-13)
+    ex = T.exponential(jnp.asarray(w))
+    np.testing.assert_allclose(ex.vargrad(x, s),
+                               w**2 * np.exp(2 * w @ x) * np.exp(s2) * (np.exp(s2) - 1), rtol=1e-13)
+    rc = T.ridge_cubic(jnp.asarray(w))
+    v = w @ x
+    np.testing.assert_allclose(rc.smoothgrad(x, s), 3 * w * (v**2 + s2), rtol=1e-13)
+    np.testing.assert_allclose(rc.vargrad(x, s), w**2 * (36 * s2 * v**2 + 18 * s2**2), rtol=1e-13)
+    # one-unit sine network == plane wave (two independent derivations)
+    net = T.sine_network(jnp.ones(1), jnp.asarray(w)[None], jnp.array([0.1]))
+    for name in ("smoothgrad", "vargrad", "covariance"):
+        np.testing.assert_allclose(getattr(net, name)(x, s), getattr(pw, name)(x, s), rtol=1e-12)
+
+
+def test_sine_network_closed_form_against_high_n_numpy_monte_carlo():
+    c, W, b = RNG.normal(size=3), RNG.normal(size=(3, 2)), RNG.normal(size=3)
+    x, s, n = np.array([0.3, -0.5]), 0.6, 400_000
+    net = T.sine_network(jnp.asarray(c), jnp.asarray(W), jnp.asarray(b))
+    eps = np.random.default_rng(1).normal(size=(n, 2)) * s
+    g = (c * np.cos((x + eps) @ W.T + b)) @ W  # (n, 2) gradient samples
+    mean, cov = g.mean(0), np.cov(g.T)
+    assert T.compare(mean, g.std(0, ddof=1) / np.sqrt(n), net.smoothgrad(x, s), z=Z).passed
+    # SE of a sample covariance entry: sd of the centred products / sqrt(n)
+    prod = (g - mean)[:, :, None] * (g - mean)[:, None, :]
+    se = prod.std(0, ddof=1) / np.sqrt(n)
+    assert T.compare(cov, se, net.covariance(x, s), z=Z).passed
+    # the derivation's cross terms matter: dropping them (diagonal K only) is rejected
+    K = np.diag(np.diag(np.asarray(net.covariance(x, s))))
+    assert not T.compare(cov, se, K, z=Z).passed
+
+
+# ------------------------------------------------------------ series vs closed forms, exactness
+def test_series_exact_for_quadratic_and_ridge_cubic():
+    A = RNG.normal(size=(3, 3))
+    A = A + A.T
+    b = RNG.normal(size=3)
+    x = jnp.asarray(RNG.normal(size=3))
+    q = T.quadratic(jnp.asarray(A), jnp.asarray(b))
+    for s in (0.1, 1.0):
+        for K in (0, 1, 2):
+            np.testing.assert_allclose(T.smoothgrad_series(q.f, s, order=K)(x), A @ x + b,
+                                       atol=1e-10, rtol=0)
+        for K in (1, 2):
+            np.testing.assert_allclose(T.vargrad_series(q.f, s, order=K)(x),
+                                       s**2 * np.sum(A**2, 1), atol=1e-10, rtol=0)
+        np.testing.assert_allclose(T.vargrad_covariance_series(q.f, s, order=2)(x),
+                                   s**2 * A @ A, atol=1e-10, rtol=0)
+    a = jnp.array([0.5, -1.0, 2.0])
+    rc = T.ridge_cubic(a)
+    for s in (0.05, 0.7):
+        for method in ("exact", "forward"):
+            np.testing.assert_allclose(T.smoothgrad_series(rc.f, s, order=1, method=method)(x),
+                                       rc.smoothgrad(x, s), atol=1e-10, rtol=0)
+            np.testing.assert_allclose(T.vargrad_series(rc.f, s, order=2, method=method)(x),
+                                       rc.vargrad(x, s), atol=1e-10, rtol=0)
+        np.testing.assert_allclose(T.vargrad_covariance_series(rc.f, s)(x), rc.covariance(x, s),
+                                   atol=1e-10, rtol=0)
+    assert float(jnp.max(T.vargrad_series(rc.f, 0.7, order=0)(x))) == 0.0
+
+
+def test_smoothgrad_series_converges_in_K():
+    """Plane wave, exponential, sine network: the K-term error is below the first neglected
+    term of the exponential series, sum_(k>K) (s^2/2)^k / k! times the scale."""
+    w = jnp.array([0.8, -0.6])
+    x = jnp.array([0.3, 0.2])
+    s = 0.5
+    Wn = jnp.array([[0.8, -0.6], [0.3, 0.9]])
+    cases = [(T.plane_wave(w, 0.2), np.abs(w)), (T.exponential(w), np.abs(w) * np.exp(w @ x)),
+             (T.sine_network(jnp.array([1.0, -0.5]), Wn, jnp.array([0.2, 0.1])),
+              np.array([1.0, 0.5]) @ np.abs(Wn))]
+    for cf, scale in cases:
+        ref = np.asarray(cf.smoothgrad(x, s))
+        errs = [np.max(np.abs(T.smoothgrad_series(cf.f, s, order=K)(x) - ref)) for K in range(4)]
+        h = s**2 / 2  # |w|^2 <= 1 for every unit here
+        for K, e in enumerate(errs):
+            tail = np.exp(h) - sum(h**k / math.factorial(k) for k in range(K + 1))
+            assert e <= tail * np.max(scale) * (1 + 1e-9) + 1e-14
+        assert errs[3] < 1e-4 * errs[0]
+
+
+def _tanh_net(d, h, seed):
+    r = np.random.default_rng(seed)
+    W1, b1, w2 = (jnp.asarray(r.normal(size=(h, d))), jnp.asarray(r.normal(size=h)),
+                  jnp.asarray(r.normal(size=h)))
+    return lambda x: w2 @ jnp.tanh(W1 @ x + b1)
+
+
+def test_error_slope_is_2K_plus_2_on_a_tanh_network():
+    """True SmoothGrad by 2-D Gauss-Hermite quadrature (numpy nodes), exact to ~1e-15."""
+    f = _tanh_net(2, 6, 0)
+    x0 = jnp.array([0.3, -0.2])
+    t, wt = np.polynomial.hermite_e.hermegauss(60)
+    nodes = np.stack(np.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
+    weights = np.outer(wt, wt).reshape(-1) / (2 * np.pi)
+    grads = jax.jit(jax.vmap(jax.grad(f)))
+    sigmas = np.geomspace(0.015, 0.06, 4)
+    truth = [weights @ np.asarray(grads(x0[None] + s * jnp.asarray(nodes))) for s in sigmas]
+    for K in (0, 1, 2):
+        errs = [np.linalg.norm(T.smoothgrad_series(f, s, order=K)(x0) - tr)
+                for s, tr in zip(sigmas, truth, strict=True)]
+        slope = np.polyfit(np.log(sigmas), np.log(errs), 1)[0]
+        assert abs(slope - (2 * K + 2)) <= 0.2, (K, slope, errs)
+
+
+# ------------------------------------------------------------ Monte Carlo vs series (jaxattr API)
+F3 = _tanh_net(3, 5, 1)
+X3 = jnp.array([0.2, -0.3, 0.1])
+
+
+SINE = T.sine_network(jnp.array([1.0, -0.8, 0.6]),
+                      jnp.array([[0.9, -0.5, 0.3], [0.2, 0.8, -0.6], [-0.4, 0.3, 1.0]]),
+                      jnp.array([0.3, -0.2, 0.5]))
+
+
+@pytest.mark.parametrize("variant", ["correct", "factor2", "sign"])
+def test_smoothgrad_monte_carlo_matches_series(variant, key):
+    """Claim 1: SmoothGrad - grad f is the third-derivative term (sigma^2/2) grad Lap f.
+
+    Sine network: the bias bound is the series' true truncation error, from the closed form
+    (itself checked against numpy Monte Carlo above), with a 1.5x margin."""
+    s = 0.4
+    grad = jax.grad(SINE.f)(X3)
+    term1 = (s**2 / 2) * D.grad_laplacian(SINE.f)(X3)
+    series = T.smoothgrad_series(SINE.f, s, order=1)(X3)
+    np.testing.assert_allclose(series, grad + term1, rtol=1e-12)
+    bias = 1.5 * np.abs(SINE.smoothgrad(X3, s) - series)
+    # n from the formula: resolve 20% of the correction at z = 5, antithetic bound sd^2 <= 2 V
+    V = SINE.vargrad(X3, s)
+    n = T.samples_for_mean(float(np.sqrt(2 * np.max(V))), float(np.max(np.abs(term1))),
+                           rel_err=0.2, z=Z)
+    n += n % 2
+    sg = ja.smoothgrad(jax.grad(SINE.f), sigma=s, n=n, relative=False, antithetic=True)(X3, key)
+    vg = ja.vargrad(jax.grad(SINE.f), sigma=s, n=n, relative=False)(X3, key)
+    se = np.sqrt(2 * np.asarray(vg) / n)
+    scale = {"correct": 1.0, "factor2": 2.0, "sign": -1.0}[variant]
+    result = T.compare(sg - grad, se, scale * term1, bias_bound=bias, z=Z)
+    assert result.passed == (variant == "correct"), result
+    if variant == "correct":  # the third-derivative term dominates the difference
+        assert np.linalg.norm(term1) > 3 * np.linalg.norm(Z * se + bias)
+        assert np.linalg.norm(bias) < 0.1 * np.linalg.norm(term1)
+
+
+def _vargrad_se(a, s, n, x, key, V):
+    """SE of the ddof=1 variance from its kurtosis, itself from the same noise (jaxattr API)."""
+    m = ja.smoothgrad(a, sigma=s, n=n, relative=False)(x, key)
+    m4 = ja.smoothgrad(lambda y: (a(y) - m) ** 4, sigma=s, n=n, relative=False)(x, key)
+    kappa = m4 / V**2
+    return V * np.sqrt((kappa - (n - 3) / (n - 1)) / n)
+
+
+@pytest.mark.parametrize("variant", ["correct", "factor2", "sign"])
+def test_vargrad_monte_carlo_matches_series(variant, key):
+    """Ridge cubic (series exact, B = 0) and the tanh net (B = twice the sigma^4 term)."""
+    a = jnp.array([0.5, -1.0, 1.5])
+    x = jnp.array([0.6, 0.1, 0.3])
+    rc = T.ridge_cubic(a)
+    s = 0.4
+    n = T.samples_for_variance(0.1, z=Z, kurtosis=6.0)
+    lead = s**2 * D.hessian_row_sqnorms(rc.f)(x)
+    full = T.vargrad_series(rc.f, s, order=2)(x)
+    quartic = full - lead
+    ref = {"correct": full, "factor2": 2 * lead + quartic, "sign": lead - quartic}[variant]
+    V = ja.vargrad(jax.grad(rc.f), sigma=s, n=n, relative=False)(x, key)
+    se = _vargrad_se(jax.grad(rc.f), s, n, x, key, V)
+    assert T.compare(V, se, ref, z=Z).passed == (variant == "correct")
+
+
+def test_vargrad_ddof_is_caught_by_averaging_small_samples(key):
+    """Quadratic: gradient samples are Gaussian, E[V_hat(ddof=1)] = V exactly; ddof=0 is biased
+    by (n-1)/n = 0.8 at n = 5, which R = 2000 replicates resolve at z = 5."""
+    A = jnp.array([[2.0, 0.5], [0.5, 1.0]])
+    q = T.quadratic(A, jnp.zeros(2))
+    s, n, R = 0.3, 5, 2000
+    Vtrue = np.asarray(T.vargrad_series(q.f, s, order=1)(jnp.zeros(2)))
+    keys = jax.random.split(key, R)
+    for ddof, ok in ((1, True), (0, False)):
+        vg = jax.vmap(lambda k, d=ddof: ja.vargrad(jax.grad(q.f), sigma=s, n=n, relative=False,
+                                                   ddof=d)(jnp.zeros(2), k))(keys)
+        se = Vtrue * np.sqrt(2 / (n - 1)) / np.sqrt(R) * (n - 1) / (n - ddof)
+        assert T.compare(np.mean(vg, 0), se, Vtrue, z=Z).passed == ok
+
+
+def test_vargrad_ignores_linear_terms_and_leading_term(key):
+    """Claim 2: VarGrad(f + a.x + b) == VarGrad(f) with the same noise; leading term matches
+    sigma^2 sum_j H_ij^2 within z*SE + twice the sigma^4 term."""
+    s, n = 0.1, 4000
+    lin = jnp.array([3.0, -2.0, 7.0])
+    g = jax.grad(F3)
+    V = ja.vargrad(g, sigma=s, n=n, relative=False)(X3, key)
+    V_lin = ja.vargrad(jax.grad(lambda x: F3(x) + lin @ x + 5.0), sigma=s, n=n,
+                       relative=False)(X3, key)
+    np.testing.assert_allclose(V_lin, V, rtol=1e-8)
+    # leading term on the sine network: bias bound = 1.5 x the true truncation error
+    s, n = 0.15, 8000
+    g = jax.grad(SINE.f)
+    V = ja.vargrad(g, sigma=s, n=n, relative=False)(X3, key)
+    lead = s**2 * D.hessian_row_sqnorms(SINE.f)(X3)
+    bias = 1.5 * np.abs(SINE.vargrad(X3, s) - lead)
+    se = _vargrad_se(g, s, n, X3, key, V)
+    assert np.all(bias < 0.2 * lead)
+    assert T.compare(V, se, lead, bias_bound=bias, z=Z).passed
+    assert not T.compare(V, se, 2 * lead, bias_bound=bias, z=Z).passed
+
+
+def test_relu_series_is_zero_but_monte_carlo_is_not(key):
+    r = np.random.default_rng(4)
+    W1, w2 = jnp.asarray(r.normal(size=(8, 2))), jnp.asarray(r.normal(size=8))
+
+    def f(x):
+        return w2 @ jax.nn.relu(W1 @ x)
+
+    x, s, n = jnp.array([0.3, -0.1]), 0.5, 4000
+    with pytest.warns(T.NonSmoothWarning, match=r"non-smooth operations \['relu'\]"):
+        series = T.smoothgrad_series(f, s, order=2)(x)
+    np.testing.assert_allclose(series, jax.grad(f)(x), atol=1e-14)
+    with pytest.warns(T.NonSmoothWarning):
+        assert float(jnp.max(jnp.abs(T.vargrad_series(f, s, order=2)(x)))) == 0.0
+    V = ja.vargrad(jax.grad(f), sigma=s, n=n, relative=False)(x, key)
+    sg = ja.smoothgrad(jax.grad(f), sigma=s, n=n, relative=False)(x, key)
+    assert not T.compare(sg, np.sqrt(V / n), series, z=Z).passed
+    assert np.all(V > 0)
+
+
+def test_hutchinson_series_on_image_sized_inputs(key):
+    """d = 32x32x3 and 224x224x3, no d x d matrix: Hutchinson SmoothGrad/VarGrad series agree
+    with the deterministic forward/streamed ones (32x32x3) within z*SE."""
+    r = np.random.default_rng(5)
+    for shape, check in (((32, 32, 3), True), ((224, 224, 3), False)):
+        d = int(np.prod(shape))
+        W1 = jnp.asarray(r.normal(size=(2, d)) / np.sqrt(d))
+        w2 = jnp.array([1.0, -0.7])
+
+        def f(x, W1=W1, w2=w2):
+            return w2 @ jnp.tanh(W1 @ x.reshape(-1))
+
+        x = jnp.asarray(r.normal(size=shape))
+        est = T.smoothgrad_series(f, 0.3, order=1, method="hutchinson", num_probes=8)(x, key)
+        vg = T.vargrad_series(f, 0.3, order=1, method="hutchinson", num_probes=8)(x, key)
+        assert est.value.shape == shape and vg.value.shape == shape
+        if check:
+            ref = T.smoothgrad_series(f, 0.3, order=1, method="forward")(x)
+            assert T.compare(est.value, est.stderr, ref, z=Z).passed
+            vref = T.vargrad_series(f, 0.3, order=1, method="forward")(x)
+            assert T.compare(vg.value, vg.stderr, vref, z=Z).passed
+
+
+def test_compare_and_sample_sizes():
+    res = T.compare(np.array([1.0, 2.0]), np.array([0.1, 0.1]), np.array([1.2, 2.0]))
+    assert res.passed and res.zscore == pytest.approx(2.0) and res.excess == pytest.approx(-0.3)
+    assert not T.compare(1.0, 0.0, 1.1, bias_bound=0.05).passed
+    assert T.samples_for_variance(0.1, z=4.0) == 3201
+    assert T.samples_for_mean(2.0, 1.0, rel_err=0.1, z=5.0) == 10000
+
+
+def test_bad_input():
+    f = lambda x: jnp.sum(jnp.sin(x))
+    x = jnp.zeros(3)
+    with pytest.raises(ValueError, match="sigma=0.0 must be > 0"):
+        T.smoothgrad_series(f, 0.0)
+    with pytest.raises(ValueError, match="sigma=-1 must be > 0"):
+        T.vargrad_series(f, -1)
+    with pytest.raises(TypeError, match="must be a real scalar"):
+        T.smoothgrad_series(f, np.ones(2))
+    with pytest.raises(ValueError, match="order=-1 must be >= 0"):
+        T.smoothgrad_series(f, 0.1, order=-1)
+    with pytest.raises(TypeError, match="order=1.5 must be an integer"):
+        T.smoothgrad_series(f, 0.1, order=1.5)
+    with pytest.raises(ValueError, match="order=3 is not implemented"):
+        T.vargrad_series(f, 0.1, order=3)
+    with pytest.raises(ValueError, match="order=0 must be >= 1"):
+        T.vargrad_covariance_series(f, 0.1, order=0)
+    with pytest.raises(ValueError, match="method='jet' must be one of"):
+        T.vargrad_series(f, 0.1, method="jet")
+    with pytest.raises(ValueError, match="num_probes=0 must be >= 1"):
+        T.smoothgrad_series(f, 0.1, method="hutchinson", num_probes=0)
+    with pytest.raises(ValueError, match="d <= 256 .*got d=300.*hutchinson"):
+        T.vargrad_series(f, 0.1, order=2)(jnp.zeros(300))
+    with pytest.raises(ValueError, match="d <= 2048 .*got d=3000.*forward"):
+        T.smoothgrad_series(f, 0.1, order=1)(jnp.zeros(3000))
+    with pytest.raises(TypeError, match="f must return a scalar"):
+        T.smoothgrad_series(lambda x: x, 0.1)(x)
+    with pytest.raises(ValueError, match="z=0 must be > 0"):
+        T.compare(1.0, 0.1, 1.0, z=0)
+    with pytest.raises(ValueError, match="stderr must be >= 0"):
+        T.compare(1.0, -0.1, 1.0)
+    with pytest.raises(ValueError, match="bias_bound must be >= 0"):
+        T.compare(1.0, 0.1, 1.0, bias_bound=-1.0)
