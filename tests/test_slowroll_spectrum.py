@@ -151,8 +151,8 @@ def test_bad_input(quadratic, power_laws):
         power_spectrum(lambda x: x**2, k)
     with pytest.raises(ArgumentError, match="start=0.5 must be > 1"):
         mukhanov_sasaki(bg, k, start=0.5)
-    with pytest.raises(ArgumentError, match="order=2 must be 1"):
-        gsr_power_spectrum(bg, k, order=2)
+    with pytest.raises(ArgumentError, match="order=3 must be 1 or 2"):
+        gsr_power_spectrum(bg, k, order=3)
     # float32 k is promoted to float64
     p32 = power_spectrum(bg, k.astype(jnp.float32), order=0)
     assert p32.dtype == jnp.float64
