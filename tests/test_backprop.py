@@ -476,3 +476,18 @@ def test_unsupported_higher_order_primitive_named():
 
     with pytest.raises(UnsupportedPrimitiveError, match="'shard_map'.*contains a ReLU"):
         ja.rectgrad(f)(X)
+
+
+def test_while_loop_bodies_are_followed():
+    def scale(x):  # a data-dependent while loop (forward only) holding a ReLU
+        return lax.while_loop(lambda s: s < 10.0, lambda s: s + jnp.sum(jax.nn.relu(x)) + 1.0, 0.0)
+
+    def f(x):
+        return mlp_relu(x) * lax.stop_gradient(scale(x))
+
+    s = scale(X)
+    assert float(s) >= 10.0
+    np.testing.assert_allclose(ja.rectgrad(f, q=90.0)(X), s * ja.rectgrad(mlp_relu, q=90.0)(X),
+                               rtol=1e-12)
+    np.testing.assert_allclose(ja.guided_backprop(f)(X), s * ja.guided_backprop(mlp_relu)(X),
+                               rtol=1e-12)
