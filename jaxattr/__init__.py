@@ -13,6 +13,7 @@ from .backprop import guided_backprop as guided_backprop
 from .backprop import rectgrad as rectgrad
 from .backprop import saliency as saliency
 from .backprop import times_input as times_input
+from .batch import explain_dataset as explain_dataset
 from .noise import smoothgrad as smoothgrad
 from .noise import smoothgrad_sq as smoothgrad_sq
 from .noise import vargrad as vargrad

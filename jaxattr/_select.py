@@ -97,7 +97,9 @@ def kth_largest(v: jax.Array, k: int, *, method: str = "radix", digit_bits: int 
         return prefix | (digit << shift)
 
     # A rolled loop: one fused counting reduction per pass, and a small program to compile.
-    prefix = lax.fori_loop(0, nbits // digit_bits, one_pass, jnp.zeros((), udtype))
+    # The carry starts from the data (keys[0] * 0) so that under vmap it is batched, and
+    # sharded, like the keys from the first iteration (an unbatched start trips sharding checks).
+    prefix = lax.fori_loop(0, nbits // digit_bits, one_pass, keys[0] & jnp.zeros((), udtype))
     return _keys_to_float(prefix, v.dtype)
 
 

@@ -10,7 +10,12 @@ from hypothesis.extra import numpy as hnp
 
 from jaxattr._select import kth_largest, nearest_rank
 
-finite32 = st.floats(-1e30, 1e30, allow_nan=False, allow_subnormal=False).map(np.float32)
+# XLA flushes float32 subnormals to zero (as RectGrad's own comparisons then do): exclude them.
+finite32 = (
+    st.floats(-1e30, 1e30, allow_nan=False, allow_subnormal=False)
+    .map(np.float32)
+    .filter(lambda t: t == 0 or abs(t) >= np.finfo(np.float32).tiny)
+)
 
 
 @settings(max_examples=40, deadline=None)
