@@ -1,0 +1,156 @@
+"""Path methods: Integrated Gradients with Riemann and Gauss-Legendre quadrature, chunked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .noise import _acc_dtype, _check_chunk, _check_floating, _check_int, _fold_chunks
+
+__all__ = ["integrated_gradients"]
+
+_METHODS = (
+    "gausslegendre",
+    "riemann_left",
+    "riemann_right",
+    "riemann_middle",
+    "riemann_trapezoid",
+)
+
+
+def _quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``alpha_k`` in [0, 1] and weights ``w_k`` (summing to 1), float64.
+
+    Node placement follows Captum's ``approximation_methods``; the trapezoid rule is the correct
+    one (end weights ``1 / (2 (steps - 1))``), not Captum's, whose weights sum to ``1 - 1/steps``.
+    """
+    if method == "gausslegendre":
+        t, w = np.polynomial.legendre.leggauss(steps)
+        return 0.5 * (t + 1.0), 0.5 * w
+    if method == "riemann_trapezoid":
+        w = np.full(steps, 1.0 / (steps - 1))
+        w[[0, -1]] /= 2
+        return np.linspace(0.0, 1.0, steps), w
+    w = np.full(steps, 1.0 / steps)
+    if method == "riemann_left":
+        return np.linspace(0.0, 1.0 - 1.0 / steps, steps), w
+    if method == "riemann_right":
+        return np.linspace(1.0 / steps, 1.0, steps), w
+    if method == "riemann_middle":
+        return np.linspace(0.5 / steps, 1.0 - 0.5 / steps, steps), w
+    raise ValueError(f"method={method!r} must be one of {', '.join(map(repr, _METHODS))}")
+
+
+def integrated_gradients(
+    f: Callable[[jax.Array], jax.Array],
+    *,
+    baseline: Any = None,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    chunk: int | None = None,
+    return_delta: bool = False,
+    gradient: Callable[[Callable], Callable] | None = None,
+) -> Callable[[jax.Array], Any]:
+    """Integrated Gradients: the gradient averaged along the straight path from a baseline.
+
+    ``IG_i(x) = (x_i - x'_i) * int_0^1 d_i f(x' + t (x - x')) dt``, with the integral replaced by
+    a ``steps``-point quadrature ``sum_k w_k grad(x' + alpha_k (x - x'))``. Nodes follow Captum
+    (``gausslegendre``: ``numpy.polynomial.legendre.leggauss`` mapped to [0, 1]; ``riemann_left``
+    ``k/steps``; ``riemann_right`` ``(k+1)/steps``; ``riemann_middle`` ``(k+1/2)/steps``;
+    ``riemann_trapezoid`` ``k/(steps-1)``), but the trapezoid weights are the correct ones (summing
+    to 1) and nodes keep the input's precision. Completeness: ``sum_i IG_i = f(x) - f(x')`` up to
+    the quadrature error ``delta``, which for a smooth ``f`` decreases as ``O(1/steps)`` (left,
+    right), ``O(1/steps^2)`` (middle, trapezoid), and exponentially for ``gausslegendre`` (exact
+    when the path integrand is a polynomial of degree <= ``2 steps - 1``). IG of a linear function
+    is exact for every method. On ReLU networks the integrand is only piecewise smooth, so every
+    method is typically ``O(1/steps)``.
+
+    Batch with ``jax.vmap``; a per-example baseline:
+    ``jax.vmap(lambda x, b: integrated_gradients(f, baseline=b)(x))(xs, bs)``.
+
+    Args:
+        f: scalar function ``x -> score`` of one example.
+        baseline: the path's start ``x'``, an array shaped like ``x`` or a scalar; ``None`` is 0.
+        steps: number of quadrature nodes, >= 1 (>= 2 for ``riemann_trapezoid``).
+        method: one of ``"gausslegendre"``, ``"riemann_left"``, ``"riemann_right"``,
+            ``"riemann_middle"``, ``"riemann_trapezoid"``.
+        chunk: gradients evaluated per pass (bounds memory; ``None`` = all ``steps`` at once; a
+            chunk that does not divide ``steps`` is allowed, the last pass is smaller).
+        return_delta: also return the completeness error ``f(x) - f(x') - sum(IG)``.
+        gradient: a gradient transform ``f -> (x -> array shaped like x)`` used instead of
+            ``jax.grad``, e.g. ``jaxattr.guided_backprop`` or ``jaxattr.rectgrad``.
+
+    Returns:
+        ``g(x)`` returning the attribution shaped like ``x``, or ``(attribution, delta)`` with
+        ``return_delta=True``.
+
+    Raises:
+        ValueError: ``steps`` < 1 (< 2 for the trapezoid rule), unknown ``method``, ``chunk`` < 1 or
+            > ``steps``, a baseline whose shape is neither ``()`` nor ``x.shape``.
+        TypeError: ``f`` or ``gradient`` not callable, integer ``x``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import jaxattr as ja
+        >>> f = lambda x: jnp.sum(x ** 3)
+        >>> ig = ja.integrated_gradients(f, steps=4, return_delta=True)
+        >>> attr, delta = ig(jnp.array([1.0, 2.0]))
+        >>> print(jnp.round(attr, 4), bool(abs(delta) < 1e-5))  # Gauss-Legendre: exact for cubics
+        [1. 8.] True
+
+    References:
+        Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", arXiv:1703.01365.
+    """
+    if not callable(f):
+        raise TypeError(f"integrated_gradients expects a scalar function f, got {type(f)}")
+    if method not in _METHODS:
+        raise ValueError(f"method={method!r} must be one of {', '.join(map(repr, _METHODS))}")
+    minimum = 2 if method == "riemann_trapezoid" else 1
+    hint = " for method='riemann_trapezoid'" if minimum == 2 else ""
+    steps = _check_int("steps", steps, minimum, hint)
+    chunk = _check_chunk(chunk, steps, "steps")
+    if gradient is None:
+        grad_fn = jax.grad(f)
+    elif callable(gradient):
+        grad_fn = gradient(f)
+    else:
+        raise TypeError(f"gradient={gradient!r} must be a transform f -> (x -> gradient)")
+    alphas_np, weights_np = _quadrature(method, steps)
+
+    def g(x: jax.Array) -> Any:
+        x = _check_floating(x)
+        if baseline is None:
+            x0 = jnp.zeros_like(x)
+        else:
+            x0 = jnp.asarray(baseline)
+            if x0.shape not in ((), x.shape):
+                raise ValueError(f"baseline shape {x0.shape} must be () or match x.shape={x.shape}")
+            x0 = jnp.broadcast_to(x0.astype(x.dtype), x.shape)
+        acc = _acc_dtype(x.dtype)
+        alphas = jnp.asarray(alphas_np, x.dtype)
+        weights = jnp.asarray(weights_np, acc)
+        diff = x - x0
+        grads_at = jax.vmap(grad_fn)
+
+        def step(total, idx):
+            points = x0[None] + alphas[idx].reshape((-1,) + (1,) * x.ndim) * diff[None]
+            grads = grads_at(points)
+            if grads.shape != points.shape:
+                raise ValueError(
+                    f"the gradient has shape {grads.shape[1:]}, expected x.shape={x.shape}"
+                )
+            return total + jnp.tensordot(weights[idx], grads.astype(acc), axes=1)
+
+        mean_grad = _fold_chunks(step, jnp.zeros(x.shape, acc), steps, chunk)
+        attr = (diff.astype(acc) * mean_grad).astype(x.dtype)
+        if not return_delta:
+            return attr
+        delta = f(x) - f(x0) - jnp.sum(attr, dtype=acc)
+        return attr, delta
+
+    g.__name__ = f"integrated_gradients_{getattr(f, '__name__', 'f')}"
+    return jax.jit(g)
