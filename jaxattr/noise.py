@@ -246,7 +246,10 @@ def smoothgrad(
         chunk: evaluate ``a`` on ``chunk`` samples at a time (``lax.fori_loop`` over passes), which
             bounds peak memory independently of ``n``. ``None``: all ``n`` in one pass. A chunk that
             does not divide ``n`` is allowed (the last pass is smaller). The result does not depend
-            on ``chunk`` beyond how XLA evaluates ``a`` on batches of different sizes.
+            on ``chunk`` beyond how XLA evaluates ``a`` on batches of different sizes. On XLA:CPU,
+            convolutions inside a loop body run about 3x slower than outside one (measured: CIFAR
+            CNN, B=8, n=20: 1068 ms with chunk=10, 380 ms with chunk=None), so on CPU prefer
+            ``chunk=None`` when memory allows; GPU loops do not show this cost.
         relative: whether ``sigma`` is a fraction of ``x.max() - x.min()``.
         antithetic: use pairs ``(z, -z)`` (pair ``j`` from ``fold_in(key, j)``; ``n`` must be even).
             This cancels every odd term of the noise expansion (variance reduction).
