@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -174,3 +175,12 @@ def test_bad_input(quadratic, power_laws):
     # float32 k is promoted to float64
     p32 = power_spectrum(bg, k.astype(jnp.float32), order=0)
     assert p32.dtype == jnp.float64
+
+
+def test_results_stay_float64_when_x64_is_off_globally(quadratic):
+    bg, k, _ = quadratic
+    expected = np.asarray(spectral_index(bg, k, method="closed"))
+    with jax.enable_x64(False):  # what a user without JAX_ENABLE_X64 sees
+        ns = spectral_index(bg, k, method="closed")
+        assert ns.dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(ns), expected)  # no float32 truncation of 1 + x

@@ -219,8 +219,8 @@ def background(
 
     Example:
         >>> import jax.numpy as jnp
-        >>> bg = background(lambda p: 0.5 * p**2, 5.0)  # doctest: +SKIP
-        >>> print(bool(bg.ended))  # doctest: +SKIP
+        >>> bg = background(lambda p: 0.5 * p**2, 5.0)
+        >>> print(bool(bg.ended))
         True
 
     References:

@@ -162,8 +162,8 @@ def gsr_power_spectrum(
 
     Example:
         >>> from jaxattr.slowroll import background, horizon_k
-        >>> bg = background(lambda p: 0.5 * p**2, 14.0)  # doctest: +SKIP
-        >>> print(bool(gsr_power_spectrum(bg, horizon_k(bg, 20.0)) > 0))  # doctest: +SKIP
+        >>> bg = background(lambda p: 0.5 * p**2, 14.0)
+        >>> print(bool(gsr_power_spectrum(bg, horizon_k(bg, 20.0)) > 0))
         True
 
     References:

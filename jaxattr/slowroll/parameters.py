@@ -87,9 +87,9 @@ def flow_parameters(bg: Background, n: jax.Array) -> dict[str, jax.Array]:
 
     Example:
         >>> from jaxattr.slowroll import background
-        >>> bg = background(lambda p: 0.5 * p**2, 16.0)  # doctest: +SKIP
-        >>> p = flow_parameters(bg, 10.0)  # doctest: +SKIP
-        >>> print(round(float(p["eps1"] * p["phi"] ** 2), 1))  # doctest: +SKIP
+        >>> bg = background(lambda p: 0.5 * p**2, 16.0)
+        >>> p = flow_parameters(bg, 10.0)
+        >>> print(round(float(p["eps1"] * p["phi"] ** 2), 1))
         2.0
     """
     with x64():
