@@ -491,3 +491,16 @@ def test_while_loop_bodies_are_followed():
                                rtol=1e-12)
     np.testing.assert_allclose(ja.guided_backprop(f)(X), s * ja.guided_backprop(mlp_relu)(X),
                                rtol=1e-12)
+
+
+def test_composes_with_noise_transforms_under_jit_and_vmap(key):
+    rect = ja.rectgrad(mlp_relu, q=90.0)
+    sg = jax.jit(jax.vmap(ja.smoothgrad(rect, sigma=0.1, n=4, chunk=2, relative=False)))
+    xs = jnp.asarray(RNG.normal(size=(2, 7)))
+    keys = jax.random.split(key, 2)
+    out = sg(xs, keys)
+    for b in range(2):
+        noisy = [xs[b] + 0.1 * jax.random.normal(jax.random.fold_in(keys[b], i), (7,))
+                 for i in range(4)]
+        expected = np.mean([np.asarray(rect(z)) for z in noisy], axis=0)
+        np.testing.assert_allclose(out[b], expected, rtol=1e-10, atol=1e-12)
