@@ -68,7 +68,12 @@ class _Val:
 
     value: Any
     const: bool = False  # computed from literals/constants only
-    zero: bool = False  # known to be all zeros
+    zero: bool | None = False  # known to be all zeros; None: a concrete constant, check on demand
+
+
+def _is_zero(v: _Val) -> bool:
+    # Constants (often large weights) are only inspected where a max or a reshape reads them.
+    return _concrete_zero(v.value) if v.zero is None else v.zero
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +147,7 @@ class _Interpreter:
     # -- evaluation --------------------------------------------------------------------------
 
     def eval_closed(self, closed: jcore.ClosedJaxpr, args: list[_Val]) -> list[_Val]:
-        consts = [_Val(c, const=True, zero=_concrete_zero(c)) for c in closed.consts]
+        consts = [_Val(c, const=True, zero=None) for c in closed.consts]
         return self.eval_jaxpr(closed.jaxpr, consts, args)
 
     def eval_jaxpr(self, jaxpr: jcore.Jaxpr, consts: list[_Val], args: list[_Val]) -> list[_Val]:
@@ -219,23 +224,24 @@ def _unchanged(eqn, invals: list[_Val]) -> list[_Val]:
     subjaxprs = list(jcore.jaxprs_in_params(eqn.params))
     const = bool(invals) and all(v.const for v in invals) and not subjaxprs
     outs = _bind(eqn, [v.value for v in invals])
-    zero = eqn.primitive.name in _ZERO_PRESERVING and bool(invals) and invals[0].zero
+    zero = eqn.primitive.name in _ZERO_PRESERVING and bool(invals) and _is_zero(invals[0])
     return [_Val(o, const=const, zero=zero) for o in outs]
 
 
 def _max(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
     (a, b), out = invals, eqn.outvars[0]
     dtype = out.aval.dtype
+    a_zero, b_zero = _is_zero(a), _is_zero(b)
     is_relu = (
         interp._relu is not None
         and jnp.issubdtype(dtype, jnp.floating)
         and out not in clamped
-        and (a.zero != b.zero)
+        and (a_zero != b_zero)
         and not (a.const and b.const)
     )
     if not is_relu:
         return _default(interp, eqn, invals, clamped)
-    x = b.value if a.zero else a.value
+    x = b.value if a_zero else a.value
     x = jnp.broadcast_to(x, out.aval.shape).astype(dtype)
     interp.stats.relus += 1
     return [_Val(interp._relu(x))]
