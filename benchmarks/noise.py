@@ -49,10 +49,10 @@ def plain_loop(params, n, chunk, sigma, stat):
     return jax.jit(run)
 
 
-def jaxattr_fn(params, n, chunk, sigma, stat):
+def jaxattr_fn(params, n, chunk, sigma, stat, unroll=1):
     a = ja.saliency(lambda x: _cnn.logit_score(params, x))
     transform = ja.vargrad if stat == "var" else ja.smoothgrad
-    g = transform(a, sigma=sigma, n=n, chunk=chunk, relative=False)
+    g = transform(a, sigma=sigma, n=n, chunk=chunk, relative=False, unroll=unroll)
     batched = jax.jit(jax.vmap(g))
     return lambda xs, key: batched(xs, jax.random.split(key, xs.shape[0]))
 
@@ -125,13 +125,16 @@ def main(argv=None):
         "--sigma", type=float, default=0.15, help="absolute noise level (inputs in [0, 1])"
     )
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--unroll", action="store_true",
+                   help="jaxattr with unroll=True (straight-line chunks; fast on XLA:CPU)")
     args = p.parse_args(argv)
     if args.n % args.chunk:
         p.error("the plain loop needs chunk to divide n")
 
     print(
         f"jax {jax.__version__} on {jax.devices()[0].device_kind}; CIFAR CNN, B={args.batch}, "
-        f"N={args.n}, chunk={args.chunk}, median of {args.repeats} after warm-up"
+        f"N={args.n}, chunk={args.chunk}, jaxattr unroll={args.unroll}, "
+        f"median of {args.repeats} after warm-up"
     )
     key = jax.random.key(0)
     params = _cnn.init_params(key)
@@ -139,7 +142,11 @@ def main(argv=None):
     cfg = (params, args.n, args.chunk, args.sigma)
 
     names = ("smoothgrad", "vargrad")
-    fns = [f(*cfg, stat) for stat in ("mean", "var") for f in (plain_loop, jaxattr_fn)]
+    fns = [
+        f
+        for stat in ("mean", "var")
+        for f in (plain_loop(*cfg, stat), jaxattr_fn(*cfg, stat, unroll=args.unroll or 1))
+    ]
     results = timed_interleaved(fns, xs, key, repeats=args.repeats)
     rows = [(name, *results[2 * i], *results[2 * i + 1]) for i, name in enumerate(names)]
     captum = captum_times(params, np.asarray(xs), args.n, args.chunk, args.sigma, args.repeats)

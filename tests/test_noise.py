@@ -390,3 +390,17 @@ def test_antithetic_ridge_cubic_cancels_odd_term(key):
     plain = ja.smoothgrad(ja.saliency(f), **opts)(x, key)
     assert within(plain, ref, se_plain)
     assert not within(plain, ref, se_anti)
+
+
+@pytest.mark.parametrize("transform", [ja.smoothgrad, ja.vargrad])
+def test_unrolled_chunk_loop_gives_identical_bits(key, transform):
+    x = jnp.array([0.3, -1.2, 2.0])
+    rolled = transform(a_jax, sigma=0.2, n=11, chunk=3)(x, key)
+    unrolled = transform(a_jax, sigma=0.2, n=11, chunk=3, unroll=True)(x, key)
+    np.testing.assert_array_equal(rolled, unrolled)
+
+
+@pytest.mark.parametrize("unroll", [0, -1, 1.5, "yes"])
+def test_bad_unroll_rejected(unroll):
+    with pytest.raises(ValueError, match="unroll=.* must be True, False or an int >= 1"):
+        ja.smoothgrad(a_jax, unroll=unroll)
