@@ -21,7 +21,7 @@ from .path import integrated_gradients as integrated_gradients
 
 __version__ = "0.1.0"
 
-_LAZY_SUBMODULES = ("derivatives", "theory", "slowroll", "plot", "data", "models")
+_LAZY_SUBMODULES = ("derivatives", "theory", "slowroll", "plot", "data", "models", "metrics")
 
 
 def __getattr__(name: str):

@@ -130,22 +130,31 @@ def _kept(model: Any, q: float) -> str:
 
 
 def _total_variation(maps: np.ndarray) -> np.ndarray:
-    """Anisotropic total variation of each (H, W) map divided by its L1 norm (scale-free)."""
-    tv = np.abs(np.diff(maps, axis=-1)).sum(axis=(-2, -1)) + np.abs(np.diff(maps, axis=-2)).sum(
-        axis=(-2, -1)
-    )
-    l1 = np.abs(maps).sum(axis=(-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(l1 > 0, tv / l1, np.nan)
+    """:func:`jaxattr.metrics.total_variation` (normalised) of each (H, W) map."""
+    import jax
+
+    from jaxattr.metrics import total_variation
+
+    return np.asarray(jax.vmap(total_variation)(maps))
 
 
 def _ink_fraction(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fraction of sum |map| that lies on the mask, per map."""
-    a = np.abs(maps)
-    total = a.sum(axis=(-2, -1))
-    inside = (a * mask).sum(axis=(-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, inside / total, np.nan)
+    """:func:`jaxattr.metrics.mass_in_region` of each (H, W) map on its mask."""
+    import jax
+
+    from jaxattr.metrics import mass_in_region
+
+    mask = np.broadcast_to(mask, maps.shape)
+    return np.asarray(jax.vmap(mass_in_region)(maps, mask))
+
+
+def _gini(maps: np.ndarray) -> np.ndarray:
+    """:func:`jaxattr.metrics.gini` of each (H, W) map."""
+    import jax
+
+    from jaxattr.metrics import gini
+
+    return np.asarray(jax.vmap(gini)(maps))
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[np.ndarray, float, float]:
@@ -206,7 +215,7 @@ def _demo(args: argparse.Namespace) -> int:
         f"rectgrad q={q:g} x input": ja.times_input(ja.rectgrad(score, q=q)),
     }
     maps: dict[str, np.ndarray] = {}
-    rows: list[tuple[str, float, float, float, float]] = []
+    rows: list[tuple[str, float, float, float, float, float]] = []
     mask = stroke_mask(np.asarray(x))
     for name, attr in methods.items():
         out, t_first, t_run = _timed(jax.jit(jax.vmap(attr)), x)
@@ -228,13 +237,15 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"{len(idx)} test images (first of each class 0..{len(idx) - 1}), score = max logit; "
           "jit(vmap(method)) over the batch")
-    header = f"{'method':<26} {'ms':>8} {'compile s':>9} {'TV':>7} {'on strokes':>10}"
+    header = (f"{'method':<26} {'ms':>8} {'compile s':>9} {'TV':>7} {'on strokes':>10} "
+              f"{'Gini':>6}")
     print(header)
     print("-" * len(header))
-    for name, ms, comp, tv, ink in rows:
-        print(f"{name:<26} {ms:>8.2f} {comp:>9.2f} {tv:>7.3f} {ink:>10.3f}")
+    for name, ms, comp, tv, ink, gi in rows:
+        print(f"{name:<26} {ms:>8.2f} {comp:>9.2f} {tv:>7.3f} {ink:>10.3f} {gi:>6.3f}")
     print("TV: total variation / L1 norm (lower = smoother); on strokes: fraction of "
-          "|attribution| on pixels > 0.25.\n'x input' maps vanish where the image is 0, so they "
+          "|attribution| on pixels > 0.25; Gini: sparsity of |attribution| (0 uniform, 1 one "
+          "pixel).\n'x input' maps vanish where the image is 0, so they "
           "sit on the strokes by construction.")
     print("note: " + _Q_NOTE.format(q=q, kept=_kept(model, q)))
 
@@ -248,9 +259,10 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics(out: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+def _metrics(out: np.ndarray, mask: np.ndarray) -> tuple[float, float, float]:
     m2 = out.sum(axis=-1)  # (N, H, W)
-    return _mean_finite(_total_variation(m2)), _mean_finite(_ink_fraction(m2, mask))
+    return (_mean_finite(_total_variation(m2)), _mean_finite(_ink_fraction(m2, mask)),
+            _mean_finite(_gini(m2)))
 
 
 def _mean_finite(v: np.ndarray) -> float:

@@ -23,7 +23,7 @@ METHODS = (
     "smoothgrad n=10",
 )
 ROW = re.compile(r"^(?P<name>.+?)\s+(?P<ms>[\d.]+)\s+(?P<comp>[\d.]+)\s+(?P<tv>[\d.]+|nan)"
-                 r"\s+(?P<ink>[\d.]+|nan)$")
+                 r"\s+(?P<ink>[\d.]+|nan)\s+(?P<gini>[\d.]+|nan)$")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_demo_writes_png_and_prints_table(demo_run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
     acc = float(re.search(r"test accuracy: ([\d.]+)", text).group(1))
     assert acc >= 0.9
-    assert re.search(r"method\s+ms\s+compile s\s+TV\s+on strokes", text)
+    assert re.search(r"method\s+ms\s+compile s\s+TV\s+on strokes\s+Gini", text)
     rows = {}
     for line in text.splitlines():
         m = ROW.match(line)
@@ -54,6 +54,7 @@ def test_demo_writes_png_and_prints_table(demo_run):
     for m in rows.values():
         assert float(m["ms"]) > 0 and float(m["comp"]) > 0
         assert 0.0 <= float(m["ink"]) <= 1.0 and float(m["tv"]) > 0
+        assert 0.0 < float(m["gini"]) < 1.0
     assert "q=90 keeps 205/205/102/102/25" in text
     assert f"saved {out / 'methods.png'}" in text
 
@@ -92,6 +93,9 @@ def test_total_variation_and_ink_fraction_hand_computed():
     m2 = np.array([[[1.0, -3.0], [0.0, 0.0]]])
     assert cli._ink_fraction(m2, mask)[0] == 0.25
     assert np.isnan(cli._ink_fraction(np.zeros((1, 2, 2)), mask)[0])
+    # Gini of |(0, 0, 0, 2)| = (n - 1) / n = 3/4; uniform -> 0; all-zero -> nan
+    g = cli._gini(np.array([[[0.0, 0.0], [0.0, 2.0]], [[1.0, -1.0], [1.0, 1.0]], [[0.0] * 2] * 2]))
+    assert g[0] == 0.75 and g[1] == 0.0 and np.isnan(g[2])
     assert cli._mean_finite(np.array([np.nan, 1.0, 3.0])) == 2.0
     assert np.isnan(cli._mean_finite(np.array([np.nan])))
 
