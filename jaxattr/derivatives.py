@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._checks import check_int as _check_int
+
 __all__ = [
     "EXACT_MAX_DIM",
     "EXACT_MAX_DIM_HIGH",
@@ -78,14 +80,6 @@ def _check_method(method: Any) -> str:
     if method not in METHODS:
         raise ValueError(f"method={method!r} must be one of {METHODS}")
     return method
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | jnp.integer):
-        raise TypeError(f"{name}={value!r} must be an integer")
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
-    return int(value)
 
 
 def _check_options(method, num_probes, probe, chunk) -> None:

@@ -11,7 +11,6 @@ accumulated with Welford's update, which stays accurate in float32 when mean^2/v
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._checks import check_int as _check_int
+
 __all__ = ["smoothgrad", "smoothgrad_sq", "vargrad"]
 
 _UNROLL = 1  # in-chunk fold: a plain loop (unrolling costs compile time, saves ~nothing)
@@ -27,18 +28,6 @@ _UNROLL = 1  # in-chunk fold: a plain loop (unrolling costs compile time, saves 
 
 # ----------------------------------------------------------------------------------------------
 # validation helpers (shared with jaxattr.path)
-
-
-def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be an int, not a bool")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name}={value!r} must be an int") from None
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}{hint}")
-    return value
 
 
 def _check_chunk(chunk: Any, n: int, n_name: str = "n") -> int:
