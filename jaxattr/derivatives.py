@@ -38,7 +38,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._checks import check_int as _check_int
+from ._checks import check_int
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    return check_int(value, name, fn="jaxattr.derivatives", minimum=minimum)
+
 
 __all__ = [
     "EXACT_MAX_DIM",

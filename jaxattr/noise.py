@@ -19,7 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._checks import check_int as _check_int
+from ._checks import check_int, check_key
+
+
+def _check_int(name: str, value, minimum: int, hint: str = "") -> int:
+    return check_int(value, name, fn="jaxattr", minimum=minimum, hint=hint)
 
 __all__ = ["smoothgrad", "smoothgrad_sq", "vargrad"]
 
@@ -51,24 +55,7 @@ def _check_floating(x: Any, name: str = "x") -> jax.Array:
 
 
 def _check_key(key: Any) -> jax.Array:
-    """Accept one typed key (``jax.random.key``) or one legacy uint32 ``jax.random.PRNGKey``."""
-    if key is None:
-        raise TypeError("key is required: call g(x, key) with a jax.random.key")
-    if not isinstance(key, (jax.Array, np.ndarray)):
-        raise TypeError(f"key must be a jax.random.key or jax.random.PRNGKey, got {type(key)}")
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(
-                f"key must be a single key, got key.shape={key.shape}; use jax.vmap(g)(xs, keys) "
-                "for per-example keys"
-            )
-        return key
-    if key.dtype == jnp.uint32 and key.shape == (2,):
-        return jax.random.wrap_key_data(key)
-    raise TypeError(
-        f"key must be a jax.random.key or jax.random.PRNGKey, got an array of dtype {key.dtype} "
-        f"and shape {key.shape}; use jax.vmap(g)(xs, keys) for per-example keys"
-    )
+    return check_key(key, fn="jaxattr")
 
 
 def _check_sigma(sigma: Any) -> Any:
