@@ -1,0 +1,446 @@
+"""``explain_dataset``: the loop. Read -> place -> dispatch on the main thread; copy back, write and
+commit on a bounded writer thread, so batch i+1 is read and transferred and batch i-1 written while
+the devices compute batch i (JAX dispatches asynchronously)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import re
+import struct
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .._checks import check_callable, check_choice, check_int, check_key, fail, fail_type
+from ..errors import ArgumentError
+from ._output import (
+    FORMAT,
+    DiskSink,
+    MemorySink,
+    check_writable,
+    describe_changes,
+    leaf_names,
+    read_manifest,
+)
+from ._progress import Progress
+from ._source import Batch, call_args, make_source
+
+FN = "explain_dataset"
+_DEPTH = 2  # batches waiting for the writer (bounds host memory; more does not pay)
+
+
+def explain_dataset(
+    attr_fn: Callable[..., Any],
+    data: Any,
+    *,
+    batch_size: int = 32,
+    mesh: Mesh | None = None,
+    axis: str | None = None,
+    key: jax.Array | None = None,
+    progress: bool = True,
+    callback: Callable[[int, int | None], Any] | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Apply a per-example attribution function to every example of a dataset.
+
+    Each step is one ``jax.jit(jax.vmap(attr_fn))`` call on a global batch sharded over a
+    device ``mesh`` (default: every device of every process). JAX's async dispatch and a bounded
+    writer thread overlap reading and transferring batch i+1 and writing batch i-1 with the
+    computation of batch i. An example's map never depends on the batch, the mesh or the number
+    of processes.
+
+    **Calling rule.** ``data`` is split into examples along the leading axis of every leaf. If
+    ``data`` (or, for an iterable, each batch) is a ``tuple`` or ``list``, its elements are the
+    positional arguments: ``data=(images, labels)`` calls ``attr_fn(image, label)``; anything else
+    (an array, a dict, a namedtuple) is the single argument ``attr_fn(example)``. With ``key``,
+    example ``i`` (0-based, in dataset order) gets ``k = jax.random.fold_in(key, i)`` as the
+    **second** argument: ``attr_fn(x, k, *rest)``, the convention of :func:`jaxattr.smoothgrad`
+    and the other noise transforms ``g(x, key, *args)``.
+
+    **Multi-host** (``jax.distributed``, no scheduler of ours): run the same script on every host
+    after ``jax.distributed.initialize()``. Each process reads only its rows of each global batch
+    (slices of numpy arrays or memmaps), batches are assembled with
+    ``jax.make_array_from_process_local_data``, and each process writes only the rows it owns into
+    the shared ``out`` directory (which must be on a filesystem all processes see); ``out`` is
+    required. An iterable is consumed by every process, each keeping its own rows.
+
+    **Output that cannot lie** (``out``): a directory with one ``<leaf>.npy`` per output leaf and
+    ``manifest.json`` holding the run's fingerprint: data structure, shapes, dtypes, batch size,
+    key, process layout and a hash of ``attr_fn``'s jaxpr and constants, traced on one example.
+    Each process commits its progress atomically (``os.replace``) after its rows are written, with
+    a content hash of its rows of every batch. Calling again with the same ``out`` resumes after
+    the last committed batch, having re-read (not recomputed) the committed examples to prove the
+    data is the same; any difference raises :class:`~jaxattr.errors.ArgumentError` naming what
+    changed (``overwrite=True`` starts over). When all rows are written the manifest gets
+    ``"complete": true`` and the data hashes.
+
+    Args:
+      attr_fn: per-example attribution function (see the calling rule), e.g.
+        ``jaxattr.rectgrad(f)``; its output may be any pytree of arrays.
+      data: a pytree of arrays (numpy, ``np.memmap``, ``jax.Array``, or any sliceable array with
+        ``shape``/``dtype``) with a common leading example axis, or an iterable of such batches
+        (a generator or data loader, any batch sizes, unknown total length; re-cut into
+        ``batch_size`` examples). Nothing larger than a batch is loaded at once.
+      batch_size: real examples per step. When it is not a multiple of the mesh axis size, each
+        batch is padded up to one and the padding is dropped.
+      mesh: a ``jax.sharding.Mesh``; batches are sharded over ``axis`` (default: its first axis).
+        Default: a 1-D mesh ``("data",)`` over ``jax.devices()`` grouped by process.
+      axis: the mesh axis to shard examples over.
+      key: PRNG key (``jax.random.key`` or a legacy ``PRNGKey``) for stochastic ``attr_fn``.
+      progress: show progress on stderr (process 0 only): a tqdm bar with rate and ETA on a
+        terminal, a plain line every 10 s otherwise.
+      callback: ``callback(done, total)`` after each committed batch (``total`` is ``None`` for
+        an iterable), called from the writer thread on every process.
+      out: output directory (created if needed). ``None``: results are kept in memory (single
+        process only).
+      overwrite: discard a previous run in ``out`` instead of resuming it.
+
+    Returns:
+      A pytree like ``attr_fn``'s output whose leaves have a leading example axis: numpy arrays,
+      or read-only memory maps of the ``.npy`` files when ``out`` is given.
+
+    Raises:
+      ArgumentError: bad ``batch_size``, ``key``, ``axis`` or ``data`` (leaves of different
+        leading sizes, empty, an iterable whose batches change structure), an ``out`` that is not
+        writable (raised before any compute), that holds another run (the error names what
+        changed) or was written by another number of processes, or ``out=None`` with several
+        processes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, numpy as np, jaxattr as ja
+      >>> x, y = np.ones((5, 3), np.float32), np.array([0, 1, 2, 0, 1])
+      >>> grad_of_label = lambda x, y: jax.grad(lambda x: (x ** 2)[y])(x)  # f(x)[label]
+      >>> maps = ja.explain_dataset(grad_of_label, (x, y), batch_size=2, progress=False)
+      >>> maps[1]
+      array([0., 2., 0.], dtype=float32)
+    """
+    check_callable(attr_fn, "attr_fn", fn=FN, expected="a per-example attribution function")
+    batch_size = check_int(batch_size, "batch_size", fn=FN, minimum=1)
+    if key is not None:
+        key = check_key(key, fn=FN)
+    if callback is not None:
+        check_callable(callback, "callback", fn=FN, expected="callback(done, total)")
+    if not isinstance(progress, (bool, np.bool_)):
+        fail_type(FN, "progress", progress, f"has type {type(progress).__name__}", "a bool",
+                  "pass a function as callback=")
+    if not isinstance(overwrite, (bool, np.bool_)):
+        fail_type(FN, "overwrite", overwrite, f"has type {type(overwrite).__name__}", "a bool")
+    nproc, pid = jax.process_count(), jax.process_index()
+    path = None if out is None else os.path.abspath(os.fspath(out))
+    if path is None and nproc > 1:
+        fail(FN, "out", out, f"is required when running on {nproc} processes",
+             "a directory on a filesystem shared by all processes")
+    if path is not None:
+        check_writable(path)
+
+    source = make_source(data, batch_size)
+    mesh, axis = _mesh(mesh, axis)
+    width = mesh.shape[axis]
+    padded = -(-batch_size // width) * width
+    sharding = NamedSharding(mesh, PartitionSpec(axis))
+    ranges = _process_rows(sharding, padded, mesh)
+    if pid not in ranges:
+        fail(FN, "mesh", mesh, f"has no device of process {pid}",
+             "a mesh spanning every process (jax.devices())")
+    lo, hi = ranges[pid]
+
+    key_data = None if key is None else np.asarray(jax.random.key_data(key))
+    impl = None if key is None else jax.random.key_impl(key)
+
+    def per_example(args: tuple, idx: jax.Array, kd: jax.Array | None) -> Any:
+        if kd is None:
+            return attr_fn(*args)
+        k = jax.random.fold_in(jax.random.wrap_key_data(kd, impl=impl), idx)
+        return attr_fn(args[0], k, *args[1:])
+
+    example_args = call_args(jax.tree.unflatten(source.treedef, source.example))
+    idx_aval = jax.ShapeDtypeStruct((), np.uint32)
+    with warnings.catch_warnings():  # the jit trace below warns once; this trace need not
+        warnings.simplefilter("ignore")
+        closed, out_tree_shapes = jax.make_jaxpr(per_example, return_shape=True)(
+            example_args, idx_aval, key_data)
+    out_paths, out_leaves = zip(*[(jax.tree_util.keystr(p), s) for p, s in
+                                  jax.tree_util.tree_flatten_with_path(out_tree_shapes)[0]],
+                                strict=True) if jax.tree.leaves(out_tree_shapes) else ((), ())
+    if not out_leaves:
+        fail(FN, "attr_fn", attr_fn, "returns no arrays", "a function returning array(s)")
+    out_treedef = jax.tree.structure(out_tree_shapes)
+    names = leaf_names(list(out_paths))
+    shapes = [tuple(s.shape) for s in out_leaves]
+    dtypes = [np.dtype(s.dtype) for s in out_leaves]
+
+    fingerprint = {
+        "format": FORMAT,
+        "data": {"source": source.kind, "structure": str(source.treedef), "rows": source.n,
+                 "shapes": [list(e.shape) for e in source.example],
+                 "dtypes": [np.dtype(e.dtype).name for e in source.example]},
+        "batch_size": batch_size,
+        "key": None if key is None else {"impl": str(impl), "data": key_data.tolist()},
+        "attr_fn": _jaxpr_hash(closed),
+        "outputs": [{"name": n, "file": f"{n}.npy", "shape": list(s), "dtype": d.name}
+                    for n, s, d in zip(names, shapes, dtypes, strict=True)],
+        "layout": {"process_count": nproc,
+                   "rows": [[min(a, batch_size), min(b, batch_size)]
+                            for _, (a, b) in sorted(ranges.items())]},
+    }
+
+    if path is None:
+        sink: Any = MemorySink(shapes, dtypes, source.n)
+        complete_before = False
+    else:
+        sink = DiskSink(path, names, shapes, dtypes, source.n, pid)
+        old = read_manifest(path)
+        if old is not None and not overwrite:
+            changes = describe_changes(old.get("fingerprint", {}), fingerprint)
+            if changes:
+                fail(FN, "out", path, "holds another run: " + "; ".join(changes),
+                     "the same run to resume", "Pass overwrite=True to start over, or use "
+                     "another out directory")
+        if old is None:
+            foreign = [e for e in os.listdir(path) if not e.startswith(".write-probe-")]
+            if foreign:
+                fail(FN, "out", path, f"is not empty and holds no {FORMAT} manifest "
+                     f"({sorted(foreign)[:5]})", "a new or empty directory, or one written by "
+                     "explain_dataset", "Choose another out directory")
+        complete_before = bool(old and not overwrite and old.get("complete"))
+        _barrier("jaxattr.explain_dataset.checked", nproc)
+        if pid == 0 and (old is None or overwrite):
+            sink.create({"fingerprint": fingerprint, "outputs": fingerprint["outputs"],
+                         "complete": False}, overwrite=overwrite)
+        _barrier("jaxattr.explain_dataset.created", nproc)
+    sink.open()
+    try:
+        return _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_data,
+                    out_treedef, fingerprint, complete_before, progress, callback, path, nproc,
+                    pid)
+    finally:
+        sink.close()
+
+
+def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_data,
+         out_treedef, fingerprint, complete_before, progress, callback, path, nproc, pid):
+    mine, expected = sink.committed()
+    start = int(_allgather(np.array([mine], np.int64), nproc).min())
+    total = source.n
+    initial = start * batch_size if total is None else min(start * batch_size, total)
+    reporter = Progress(total, initial, bool(progress) and pid == 0, callback)
+    writer = _Writer(sink, reporter, batch_size, total)
+    replicated = NamedSharding(sharding.mesh, PartitionSpec())
+    kd = None if key_data is None else jax.make_array_from_process_local_data(
+        replicated, key_data, key_data.shape)
+    step = jax.jit(jax.vmap(per_example, in_axes=(0, 0, None)), out_shardings=sharding)
+    chain = hashlib.blake2b(digest_size=16)
+    verified = start == 0
+    bad = None
+    rows = seen = 0
+    writer.start()
+    try:
+        for batch in source.batches():
+            b = batch.index
+            local = batch.rows(lo, hi)
+            digest = _digest(local)
+            chain.update(digest)
+            rows, seen = b * batch_size + batch.valid, b + 1
+            if b < start:
+                if digest != expected[b]:
+                    bad = (f"batch {b} (examples {b * batch_size}..{rows - 1}) of process {pid} "
+                           "has another content hash")
+                    break
+                continue
+            if not verified:
+                _agree(True, nproc, path)
+                verified = True
+            if complete_before:
+                bad = "it has more examples than the completed run"
+                break
+            args = _global(batch, local, lo, hi, padded, sharding)
+            idx = jax.make_array_from_process_local_data(
+                sharding, np.arange(b * batch_size + lo, b * batch_size + hi, dtype=np.uint32),
+                (padded,))
+            res = step(call_args(jax.tree.unflatten(source.treedef, args)), idx, kd)
+            writer.put((b, jax.tree.leaves(res), batch.valid, digest))
+        else:
+            if not verified and bad is None and seen < start:
+                bad = f"it has fewer examples ({rows}) than the run already wrote"
+        if not verified:
+            _agree(bad is None, nproc, path, bad)
+        elif bad is not None:
+            _agree(False, 1, path, bad)
+    except BaseException:
+        writer.stop()
+        reporter.close()
+        raise
+    writer.finish()
+    reporter.close()
+    finals = _allgather(np.frombuffer(chain.digest(), np.uint8)[None], nproc).reshape(nproc, -1)
+    if path is not None:
+        if pid == 0:
+            manifest = {"fingerprint": fingerprint, "outputs": fingerprint["outputs"],
+                        "complete": True, "rows": rows,
+                        "batches": -(-rows // batch_size),
+                        "data_hash": [bytes(f).hex() for f in finals]}
+            sink.finish(manifest, rows)
+        _barrier("jaxattr.explain_dataset.finished", nproc)
+    return jax.tree.unflatten(out_treedef, sink.result())
+
+
+class _Writer(threading.Thread):
+    """Copies results back, writes this process's rows and commits, in dispatch order."""
+
+    def __init__(self, sink: Any, progress: Progress, batch_size: int, total: int | None):
+        super().__init__(name="jaxattr-explain-writer", daemon=True)
+        self.sink, self.progress, self.batch_size, self.total = sink, progress, batch_size, total
+        self.queue: queue.Queue = queue.Queue(maxsize=_DEPTH)
+        self.error: BaseException | None = None
+        self.abort = False
+
+    def run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None or self.abort:
+                continue
+            try:
+                self._write(*item)
+            except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
+                self.error = e
+
+    def _write(self, b: int, outs: list, valid: int, digest: bytes) -> None:
+        first = b * self.batch_size
+        for leaf, arr in enumerate(outs):
+            for pos, rows in _local_rows(arr):
+                keep = min(len(rows), valid - pos)
+                if keep > 0:
+                    self.sink.write_rows(leaf, first + pos, rows[:keep])
+        self.sink.commit(b, digest)
+        self.progress.update(first + valid)
+
+    def put(self, item: tuple) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """After an error on the main thread: write nothing more (what is committed stays)."""
+        self.abort = True
+        self.queue.put(None)
+        self.join()
+
+
+def _local_rows(arr: jax.Array) -> list[tuple[int, np.ndarray]]:
+    """This process's rows of a batch-sharded result: (position in the batch, rows)."""
+    by_start: dict[int, Any] = {}
+    for shard in arr.addressable_shards:
+        by_start.setdefault(shard.index[0].start or 0, shard)
+    return [(s, np.asarray(by_start[s].data)) for s in sorted(by_start)]
+
+
+def _digest(local: list[np.ndarray]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(struct.pack("<q", len(local[0])))
+    for x in local:
+        x = np.ascontiguousarray(x)
+        h.update(str(x.dtype).encode())
+        h.update(x.reshape(-1).view(np.uint8))
+    return h.digest()
+
+
+def _global(batch: Batch, local: list[np.ndarray], lo: int, hi: int, padded: int,
+            sharding: NamedSharding) -> list[jax.Array]:
+    """This process's rows, padded to its share of the padded batch, as global arrays."""
+    want = hi - lo
+    have = len(local[0])
+    if have < want:
+        filler = local if have else batch.rows(0, 1)
+        local = [np.concatenate([x, np.repeat(f[-1:], want - have, axis=0)]) if have
+                 else np.repeat(f[-1:], want, axis=0) for x, f in zip(local, filler,
+                                                                     strict=True)]
+    return [jax.make_array_from_process_local_data(sharding, x, (padded, *x.shape[1:]))
+            for x in local]
+
+
+def _mesh(mesh: Mesh | None, axis: str | None) -> tuple[Mesh, str]:
+    if mesh is None:
+        devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+        mesh = Mesh(np.array(devices), ("data",))
+    elif not isinstance(mesh, Mesh):
+        fail_type(FN, "mesh", mesh, f"has type {type(mesh).__name__}", "a jax.sharding.Mesh")
+    axis = mesh.axis_names[0] if axis is None else axis
+    check_choice(axis, "axis", mesh.axis_names, fn=FN)
+    return mesh, axis
+
+
+def _process_rows(sharding: NamedSharding, padded: int, mesh: Mesh) -> dict[int, tuple[int, int]]:
+    """Positions ``[lo, hi)`` of the padded batch held by each process (must be contiguous)."""
+    spans: dict[int, set] = {}
+    for dev, index in sharding.devices_indices_map((padded,)).items():
+        s = index[0]
+        spans.setdefault(dev.process_index, set()).add((s.start or 0, padded if s.stop is None
+                                                        else s.stop))
+    out = {}
+    for p, parts in spans.items():
+        a, b = min(s for s, _ in parts), max(e for _, e in parts)
+        if sum(e - s for s, e in parts) != b - a:
+            fail(FN, "mesh", mesh, f"gives process {p} non-contiguous rows {sorted(parts)}",
+                 "a mesh whose data axis groups each process's devices together",
+                 "build it from jax.devices() sorted by process_index (the default mesh)")
+        out[p] = (a, b)
+    return out
+
+
+def _jaxpr_hash(closed: Any) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", str(closed.jaxpr)).encode())
+    for c in closed.consts:
+        if hasattr(c, "dtype") and jax.dtypes.issubdtype(c.dtype, jax.dtypes.prng_key):
+            c = jax.random.key_data(c)
+        c = np.ascontiguousarray(np.asarray(c))
+        h.update(f"{c.dtype}{c.shape}".encode())
+        h.update(c.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _allgather(x: np.ndarray, nproc: int) -> np.ndarray:
+    if nproc == 1:
+        return x[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x))
+
+
+def _barrier(name: str, nproc: int) -> None:
+    if nproc > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def _agree(ok: bool, nproc: int, path: str | None, what: str | None = None) -> None:
+    """Every process learns whether every process's committed data was verified."""
+    oks = _allgather(np.array([ok], np.int32), nproc).reshape(-1)
+    if not oks.all():
+        where = what or (f"the rows of process(es) {np.flatnonzero(oks == 0).tolist()} have "
+                         "another content hash")
+        raise ArgumentError(f"{FN}: data differs from the data of the run in out={path!r}: "
+                            f"{where}; expected the same data to resume. Pass overwrite=True to "
+                            "start over, or use another out directory")
