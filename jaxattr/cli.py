@@ -1,4 +1,8 @@
-"""The ``jaxattr`` command line.
+"""The ``jaxattr`` command line: ``jaxattr demo`` and ``jaxattr explain``.
+
+``jaxattr explain MODULE:FUNCTION DATA --method M --out DIR`` explains every example of a dataset
+with :func:`jaxattr.explain_dataset`: the same command on every host of a cluster (with
+``--distributed``) runs a multi-host job on ``jax.distributed``.
 
 ``jaxattr demo`` trains the RectGrad paper's CIFAR-10 CNN on scikit-learn's 8x8 digits (shipped with
 scikit-learn, no download), explains a few test images with every method, prints a table (time,
@@ -92,7 +96,134 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", choices=("cifar", "digits"), default="cifar",
                       help="cifar: the paper's conv32-32-64-64-dense256 CNN; digits: half width")
     demo.set_defaults(func=_demo)
+
+    ex = sub.add_parser(
+        "explain",
+        help="explain every example of a dataset into an output directory (resumable)",
+        description=(
+            "Explain every example of DATA with an attribution METHOD of the score function "
+            "MODULE:FUNCTION, f(x, *args) -> scalar for one example, and write one .npy per output "
+            "into --out with a fingerprinted manifest. Rerunning the same command resumes; "
+            "the same command on every host (with --distributed) runs a multi-host job."
+        ),
+    )
+    ex.add_argument("function", metavar="MODULE:FUNCTION",
+                    help="importable score function f(x, *args) of one example (the current "
+                         "directory is on the import path)")
+    ex.add_argument("data", metavar="DATA",
+                    help="X.npy (memory-mapped), or X.npy,Y.npy,... (memory-mapped; example i "
+                         "calls f(X[i], Y[i], ...)), or a .npz (arrays in stored order)")
+    ex.add_argument("--method", required=True, choices=sorted(_METHODS),
+                    help="attribution method (noise methods use --key)")
+    ex.add_argument("--out", required=True, help="output directory")
+    ex.add_argument("--batch-size", type=_positive_int, default=32,
+                    help="examples per step (default 32)")
+    ex.add_argument("--key", type=_seed, default=None,
+                    help="seed of jax.random.key for noise methods (default 0)")
+    ex.add_argument("--q", type=_percentile, default=98.0, help="rectgrad percentile (98)")
+    ex.add_argument("--sigma", type=float, default=0.15, help="noise level of noise methods")
+    ex.add_argument("--n", type=_positive_int, default=50, help="noise samples (50)")
+    ex.add_argument("--steps", type=_positive_int, default=50,
+                    help="integrated gradients steps (50)")
+    ex.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    ex.add_argument("--no-progress", action="store_true", help="no progress output")
+    ex.add_argument("--distributed", action="store_true",
+                    help="call jax.distributed.initialize() first (auto-detects SLURM, Open MPI "
+                         "and TPU pods; or give --coordinator, --num-processes, --process-id)")
+    ex.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                    help="coordinator address for --distributed")
+    ex.add_argument("--num-processes", type=_positive_int, default=None)
+    ex.add_argument("--process-id", type=_seed, default=None)
+    ex.set_defaults(func=_explain)
     return parser
+
+
+_METHODS = {
+    # name: (noise method?, builder(ja, f, args) -> attribution function)
+    "saliency": (False, lambda ja, f, a: ja.saliency(f)),
+    "guided": (False, lambda ja, f, a: ja.guided_backprop(f)),
+    "deconvnet": (False, lambda ja, f, a: ja.deconvnet(f)),
+    "rectgrad": (False, lambda ja, f, a: ja.rectgrad(f, q=a.q)),
+    "rectgrad_x_input": (False, lambda ja, f, a: ja.times_input(ja.rectgrad(f, q=a.q))),
+    "integrated_gradients": (False, lambda ja, f, a: ja.integrated_gradients(f, steps=a.steps)),
+    "smoothgrad": (True, lambda ja, f, a: ja.smoothgrad(ja.saliency(f), sigma=a.sigma, n=a.n)),
+    "smoothgrad_sq": (True, lambda ja, f, a: ja.smoothgrad_sq(ja.saliency(f), sigma=a.sigma,
+                                                               n=a.n)),
+    "vargrad": (True, lambda ja, f, a: ja.vargrad(ja.saliency(f), sigma=a.sigma, n=a.n)),
+}
+
+
+def _load_function(spec: str) -> Callable[..., Any]:
+    import importlib
+
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise _CliError(f"MODULE:FUNCTION={spec!r} has no ':'; expected e.g. mymodel:score")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as e:
+        raise _CliError(f"cannot import module {module!r}: {e}") from None
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            raise _CliError(f"module {module!r} has no attribute {name!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise _CliError(f"{spec} is a {type(obj).__name__}, not a function")
+    return obj
+
+
+def _load_data(spec: str) -> Any:
+    paths = spec.split(",")
+    for p in paths:
+        if not os.path.isfile(p):
+            raise _CliError(f"DATA file {p!r} does not exist")
+    if len(paths) == 1 and paths[0].endswith(".npz"):
+        with np.load(paths[0]) as z:  # npz members cannot be memory-mapped: loaded one by one
+            arrays = tuple(z[k] for k in z.files)
+        return arrays[0] if len(arrays) == 1 else arrays
+    arrays = tuple(np.load(p, mmap_mode="r") for p in paths)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+class _CliError(Exception):
+    """A user mistake on the command line: printed as one line, exit status 2."""
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import jax
+
+    from jaxattr.errors import ArgumentError
+
+    if args.distributed:
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes, process_id=args.process_id)
+    import jaxattr as ja
+
+    try:
+        f = _load_function(args.function)
+        data = _load_data(args.data)
+        noisy, build = _METHODS[args.method]
+        attr = build(ja, f, args)
+        key = jax.random.key(args.key or 0) if noisy else None
+        if args.key is not None and not noisy:
+            print(f"note: --key is ignored by the deterministic method {args.method}",
+                  file=sys.stderr)
+        t0 = time.perf_counter()
+        result = ja.explain_dataset(attr, data, batch_size=args.batch_size, key=key,
+                                    out=args.out, overwrite=args.overwrite,
+                                    progress=not args.no_progress)
+    except (_CliError, ArgumentError) as e:
+        print(f"jaxattr explain: error: {e}", file=sys.stderr)
+        return 2
+    leaves = jax.tree.leaves(result)
+    n = leaves[0].shape[0]
+    if jax.process_index() == 0:
+        shapes = ", ".join(f"{tuple(x.shape)} {x.dtype}" for x in leaves)
+        print(f"explained {n} examples with {args.method} in {time.perf_counter() - t0:.1f} s: "
+              f"{shapes} in {args.out}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -125,8 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _kept(model: Any, q: float) -> str:
     f1, f2, f3, f4 = model.features
     sizes = [64 * f1, 64 * f2, 16 * f3, 16 * f4, model.dense]
-    # numpy.percentile(method="nearest") index, then the units strictly above it
-    return "/".join(str(n - 1 - int(np.round((n - 1) * q / 100))) for n in sizes)
+    # the engine's TF 'nearest' rule: round_half_even((n - 1)(1 - q/100)) units, in float64
+    from jaxattr._select import nearest_rank
+
+    return "/".join(str(nearest_rank(n, q)) for n in sizes)
 
 
 def _total_variation(maps: np.ndarray) -> np.ndarray:
@@ -223,16 +356,11 @@ def _demo(args: argparse.Namespace) -> int:
         rows.append((name, t_run * 1e3, t_first, *_metrics(out, mask)))
 
     sg_name = f"smoothgrad n={sg_n}"
-    try:
-        sg = ja.smoothgrad(ja.saliency(score), sigma=0.15, n=sg_n)
-        keys = jax.random.split(noise_key, n_images)
-        out, t_first, t_run = _timed(jax.jit(jax.vmap(sg)), x, keys)
-    except NotImplementedError as e:
-        print(f"{sg_name}: skipped, jaxattr.smoothgrad is not implemented yet "
-              f"(NotImplementedError{': ' + str(e) if str(e) else ''})")
-    else:
-        maps[sg_name] = out
-        rows.append((sg_name, t_run * 1e3, t_first, *_metrics(out, mask)))
+    sg = ja.smoothgrad(ja.saliency(score), sigma=0.15, n=sg_n)
+    keys = jax.random.split(noise_key, n_images)
+    out, t_first, t_run = _timed(jax.jit(jax.vmap(sg)), x, keys)
+    maps[sg_name] = out
+    rows.append((sg_name, t_run * 1e3, t_first, *_metrics(out, mask)))
 
     print()
     print(f"{len(idx)} test images (first of each class 0..{len(idx) - 1}), score = max logit; "

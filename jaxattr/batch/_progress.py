@@ -49,7 +49,7 @@ class Progress:
         rate = (self.done - self.start_done) / max(now - self.t0, 1e-9)
         total = "?" if self.total is None else str(self.total)
         text = f"explain_dataset: {self.done}/{total} examples, {rate:.1f}/s"
-        if self.total is not None and rate > 0:
+        if self.total is not None and rate > 0 and self.done < self.total:
             text += f", ETA {(self.total - self.done) / rate:.0f} s"
         print(text, file=self.stream, flush=True)
 
