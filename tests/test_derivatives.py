@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from jaxattr import derivatives as D
+from jaxattr.errors import ArgumentError, ArgumentTypeError
 
 RNG = np.random.default_rng(0)
 C, W, B = RNG.normal(size=4), RNG.normal(size=(4, 3)) * 0.8, RNG.normal(size=4)
 X = np.array([0.3, -0.4, 0.7])
+Z = 5.0
 
 
 def sine_net(x):
@@ -121,20 +123,60 @@ def test_forward_chunking_and_shapes_agree_with_exact():
     np.testing.assert_allclose(jitted, ref, rtol=1e-11, atol=1e-13)
 
 
-def test_image_sized_input_forward_and_hutchinson(key):
-    """32x32x3 (d = 3072 > EXACT_MAX_DIM) by chunked forward; 224x224x3 by Hutchinson."""
+def test_chunked_forward_beyond_the_exact_limit():
+    """d = 32x32x3 = 3072 > EXACT_MAX_DIM: chunked forward matches the hand-derived numpy
+    grad Laplacian; the exact method refuses and names both alternatives."""
     f, grad_lap = _mlp(32 * 32 * 3, 3)
     x = jnp.asarray(np.random.default_rng(2).normal(size=(32, 32, 3)) * 0.1)
     got = D.grad_laplacian(f, method="forward", chunk=1024)(x)
     np.testing.assert_allclose(got, grad_lap(x), rtol=1e-10, atol=1e-14)
-    with pytest.raises(ValueError, match="d <= 2048 .*got d=3072.*forward.*hutchinson"):
+    with pytest.raises(ArgumentError, match=r"grad_laplacian: x=.* has d=3072 entries; expected "
+                       r"d <= 2048 for method='exact'\. use method='forward' or .*hutchinson"):
         D.grad_laplacian(f)(x)
 
-    f, grad_lap = _mlp(224 * 224 * 3, 2, seed=3)
-    x = jnp.asarray(np.random.default_rng(3).normal(size=(224, 224, 3)) * 0.1)
-    est = D.grad_laplacian(f, method="hutchinson", num_probes=8)(x, key)
+
+def _rademacher_grad_lap_moments(W1, b1, w2, x, num_probes):
+    """Mean and standard error of the Hutchinson grad-Laplacian of f = w2 . tanh(W1 x + b1),
+    in closed form (numpy, no jaxattr): with s_m = W1_m . v (Rademacher v), one sample is
+    sum_m a_m s_m^2 W1_m, a_m = w2_m tanh^(3)(u_m); E s_m^2 = |W1_m|^2 and
+    Cov(s_m^2, s_n^2) = 2 (W1_m . W1_n)^2 - 2 sum_j W1_mj^2 W1_nj^2 (E v^4 = 1)."""
+    t = np.tanh(W1 @ x + b1)
+    a = w2 * (1 - t**2) * (6 * t**2 - 2)
+    G = W1 @ W1.T
+    C = 2 * G**2 - 2 * (W1**2) @ (W1**2).T
+    mean = (a * np.diag(G)) @ W1
+    var = np.einsum("m,n,mi,ni,mn->i", a, a, W1, W1, C)
+    return mean, np.sqrt(var / num_probes)
+
+
+def test_hutchinson_on_a_224x224x3_input_against_an_independent_reference(key):
+    """d = 150528: a d x d Hessian would need 180 GB, so this shows that Hutchinson forms none.
+    Reference mean AND standard error in closed form (above), not from the estimator.
+
+    Mutations caught (asserted below): reference x2, sign flipped, an all-zero estimate, the
+    estimate scaled by 2 (each leaves some coordinate beyond z*SE)."""
+    d, h, n = 224 * 224 * 3, 2, 128  # n: relative SE ~ sqrt(2 / n) = 0.125, so 5 SE < |ref|
+    r = np.random.default_rng(3)
+    W1, b1, w2 = r.normal(size=(h, d)) * 2 / np.sqrt(d), r.normal(size=h), r.normal(size=h)
+
+    def f(x):
+        return jnp.asarray(w2) @ jnp.tanh(jnp.asarray(W1) @ x.reshape(-1) + jnp.asarray(b1))
+
+    x = r.normal(size=(224, 224, 3)) * 0.1
+    hutch = D.grad_laplacian(f, method="hutchinson", num_probes=n, chunk=64)
+    est = jax.jit(hutch)(jnp.asarray(x), key)
     assert est.value.shape == x.shape
-    assert np.all(np.abs(est.value - grad_lap(x)) <= 5 * est.stderr + 1e-12)
+    ref, se = (a.reshape(x.shape)
+               for a in _rademacher_grad_lap_moments(W1, b1, w2, x.reshape(-1), n))
+    # the probe means are 2 random numbers (rank-2 structure): z = 5 over all d entries is
+    # effectively 2 assertions
+    assert np.all(np.abs(est.value - ref) <= Z * se + 1e-12)
+
+    def rejected(value, reference):
+        return not np.all(np.abs(value - reference) <= Z * se + 1e-12)
+
+    assert rejected(est.value, 2 * ref) and rejected(est.value, -ref)
+    assert rejected(np.zeros_like(ref), ref) and rejected(2 * est.value, ref)
 
 
 def test_folx_fallback_warns_and_is_exact():
@@ -149,35 +191,56 @@ def test_folx_fallback_warns_and_is_exact():
     np.testing.assert_allclose(got, -3 * np.prod(s), rtol=1e-12)
 
 
-def test_bad_input():
+def test_bad_input(key):
     f = sine_net
     x = jnp.asarray(X)
-    with pytest.raises(ValueError, match="method='taylor' must be one of"):
+    with pytest.raises(ArgumentError, match=r"^laplacian: method='taylor' is not a known option; "
+                       r"expected one of 'exact', 'forward', 'hutchinson'"):
         D.laplacian(f, method="taylor")
-    with pytest.raises(ValueError, match="num_probes=0 must be >= 1"):
+    with pytest.raises(ArgumentError, match=r"^laplacian: num_probes=0 is < 1; expected an int"):
         D.laplacian(f, method="hutchinson", num_probes=0)
-    with pytest.raises(TypeError, match="num_probes=2.5 must be an integer"):
+    with pytest.raises(ArgumentTypeError, match=r"^laplacian: num_probes=2.5 has type float"):
         D.laplacian(f, num_probes=2.5)
-    with pytest.raises(ValueError, match="probe='uniform' must be one of"):
+    with pytest.raises(ArgumentError, match=r"^hessian_row_sqnorms: probe='uniform' is not a "):
         D.hessian_row_sqnorms(f, probe="uniform")
-    with pytest.raises(ValueError, match="chunk=0 must be >= 1"):
+    with pytest.raises(ArgumentError, match=r"^grad_laplacian: chunk=0 is < 1"):
         D.grad_laplacian(f, chunk=0)
-    with pytest.raises(ValueError, match="k=-1 must be >= 0"):
+    with pytest.raises(ArgumentError, match=r"^laplacian_power: k=-1 is < 0"):
         D.laplacian_power(f, -1)
-    with pytest.raises(TypeError, match="k=1.5 must be an integer"):
+    with pytest.raises(ArgumentTypeError, match=r"^grad_laplacian_power: k=1.5 has type float"):
         D.grad_laplacian_power(f, 1.5)
-    with pytest.raises(TypeError, match=r"f must return a scalar, got \(3,\)"):
+    with pytest.raises(ArgumentTypeError, match=r"^third_derivative_row_sqnorms: f=.* is an array"):
+        D.third_derivative_row_sqnorms(x)
+    with pytest.raises(ArgumentTypeError, match=r"^laplacian: f=.* returns \(3,\); expected a "
+                       r"function returning a scalar"):
         D.laplacian(lambda x: x**2)(x)
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(ArgumentTypeError, match=r"^laplacian: x=.* has dtype int.*floating"):
         D.laplacian(f)(jnp.arange(3))
-    with pytest.raises(ValueError, match="d <= 2048 .*got d=2049"):
+    with pytest.raises(ArgumentTypeError, match=r"^grad_laplacian: key=0 has type int"):
+        D.grad_laplacian(f, method="hutchinson")(x, 0)
+    with pytest.raises(ArgumentError, match=r"^laplacian: x=.* has d=2049 entries; expected "
+                       r"d <= 2048 for method='exact'"):
         D.laplacian(lambda x: jnp.sum(x**2))(jnp.zeros(2049))
     for name in ("hessian_laplacian_contraction", "third_derivative_row_sqnorms"):
         for method in ("exact", "forward"):
-            with pytest.raises(ValueError, match="d <= 256 .*got d=257.*hutchinson"):
+            with pytest.raises(ArgumentError, match=rf"^{name}: x=.* has d=257 entries; expected "
+                               rf"d <= 256 for method='{method}'\. use method='hutchinson'"):
                 getattr(D, name)(lambda x: jnp.sum(x**3), method=method)(jnp.zeros(257))
-    with pytest.raises(ValueError, match="k=2 >= 2 is limited to d <= 256 .*hutchinson"):
+    with pytest.raises(ArgumentError, match=r"^laplacian_power: x=.* has d=300 entries; expected "
+                       r"d <= 256 for method='forward' and k=2\. use method='hutchinson'"):
         D.laplacian_power(lambda x: jnp.sum(x**3), 2, method="forward")(jnp.zeros(300))
+    # k = 1 forward is chunked: no limit, so the same d passes
+    assert D.laplacian_power(lambda x: jnp.sum(x**3), 1, method="forward")(jnp.zeros(300)) == 0
+
+
+def test_registry_covers_every_quantity_and_method():
+    """Every public builder x every method has exactly one registered implementation."""
+    from jaxattr.derivatives import _core
+
+    quantities = {"laplacian", "grad_laplacian", "laplacian_power", "grad_laplacian_power",
+                  "hessian_row_sqnorms", "hessian_laplacian_contraction",
+                  "third_derivative_row_sqnorms"}
+    assert set(_core.registered()) == {(q, m) for q in quantities for m in D.METHODS}
 
 
 def test_no_warnings_on_smooth_forward():

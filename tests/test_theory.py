@@ -11,6 +11,7 @@ import pytest
 import jaxattr as ja
 from jaxattr import derivatives as D
 from jaxattr import theory as T
+from jaxattr.errors import ArgumentError, ArgumentTypeError
 
 Z = 5.0
 RNG = np.random.default_rng(0)
@@ -283,33 +284,43 @@ def test_compare_and_sample_sizes():
 def test_bad_input():
     f = lambda x: jnp.sum(jnp.sin(x))
     x = jnp.zeros(3)
-    with pytest.raises(ValueError, match="sigma=0.0 must be > 0"):
+    with pytest.raises(ArgumentError, match=r"^smoothgrad_series: sigma=0.0 is out of range; "
+                       r"expected a finite absolute noise standard deviation > 0"):
         T.smoothgrad_series(f, 0.0)
-    with pytest.raises(ValueError, match="sigma=-1 must be > 0"):
+    with pytest.raises(ArgumentError, match=r"^vargrad_series: sigma=-1 is out of range"):
         T.vargrad_series(f, -1)
-    with pytest.raises(TypeError, match="must be a real scalar"):
+    with pytest.raises(ArgumentTypeError, match=r"^smoothgrad_series: sigma=<array of shape"):
         T.smoothgrad_series(f, np.ones(2))
-    with pytest.raises(ValueError, match="order=-1 must be >= 0"):
+    with pytest.raises(ArgumentError, match=r"^smoothgrad_series: order=-1 is < 0"):
         T.smoothgrad_series(f, 0.1, order=-1)
-    with pytest.raises(TypeError, match="order=1.5 must be an integer"):
+    with pytest.raises(ArgumentTypeError, match=r"^smoothgrad_series: order=1.5 has type float"):
         T.smoothgrad_series(f, 0.1, order=1.5)
-    with pytest.raises(ValueError, match="order=3 is not implemented"):
+    with pytest.raises(ArgumentError, match=r"^vargrad_series: order=3 is not implemented; "
+                       r"expected 0, 1 or 2"):
         T.vargrad_series(f, 0.1, order=3)
-    with pytest.raises(ValueError, match="order=0 must be >= 1"):
+    with pytest.raises(ArgumentError, match=r"^vargrad_covariance_series: order=0 is < 1"):
         T.vargrad_covariance_series(f, 0.1, order=0)
-    with pytest.raises(ValueError, match="method='jet' must be one of"):
+    with pytest.raises(ArgumentError, match=r"^vargrad_series: method='jet' is not a known"):
         T.vargrad_series(f, 0.1, method="jet")
-    with pytest.raises(ValueError, match="num_probes=0 must be >= 1"):
+    with pytest.raises(ArgumentError, match=r"^smoothgrad_series: num_probes=0 is < 1"):
         T.smoothgrad_series(f, 0.1, method="hutchinson", num_probes=0)
-    with pytest.raises(ValueError, match="d <= 256 .*got d=300.*hutchinson"):
+    with pytest.raises(ArgumentError, match=r"^vargrad_series: x=.* has d=300 entries; expected "
+                       r"d <= 256 for method='exact'\. use method='hutchinson'"):
         T.vargrad_series(f, 0.1, order=2)(jnp.zeros(300))
-    with pytest.raises(ValueError, match="d <= 2048 .*got d=3000.*forward"):
+    with pytest.raises(ArgumentError, match=r"^smoothgrad_series: x=.* has d=3000 entries; "
+                       r"expected d <= 2048 .* use method='forward' or method='hutchinson'"):
         T.smoothgrad_series(f, 0.1, order=1)(jnp.zeros(3000))
-    with pytest.raises(TypeError, match="f must return a scalar"):
+    with pytest.raises(ArgumentError, match=r"^vargrad_covariance_series: x=.* has d=300 "):
+        T.vargrad_covariance_series(f, 0.1, order=2)(jnp.zeros(300))
+    with pytest.raises(ArgumentTypeError, match=r"^smoothgrad_series: f=.* returns \(3,\)"):
         T.smoothgrad_series(lambda x: x, 0.1)(x)
-    with pytest.raises(ValueError, match="z=0 must be > 0"):
+    with pytest.raises(ArgumentError, match=r"^compare: z=0 is out of range"):
         T.compare(1.0, 0.1, 1.0, z=0)
-    with pytest.raises(ValueError, match="stderr must be >= 0"):
+    with pytest.raises(ArgumentError, match=r"^compare: stderr=-0.1 has a negative entry"):
         T.compare(1.0, -0.1, 1.0)
-    with pytest.raises(ValueError, match="bias_bound must be >= 0"):
+    with pytest.raises(ArgumentError, match=r"^compare: bias_bound=-1.0 has a negative entry"):
         T.compare(1.0, 0.1, 1.0, bias_bound=-1.0)
+    with pytest.raises(ArgumentError, match=r"^samples_for_variance: kurtosis=0.5 is out of "):
+        T.samples_for_variance(0.1, kurtosis=0.5)
+    with pytest.raises(ArgumentError, match=r"^samples_for_mean: effect=0.0 is zero"):
+        T.samples_for_mean(1.0, 0.0)
