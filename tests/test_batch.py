@@ -1,5 +1,9 @@
-"""explain_dataset: batching, padding, keys per example, resumable output, sharding."""
+"""explain_dataset: per-example arguments and keys, data sources, pytree outputs, the output
+directory (manifest, fingerprint, atomic progress, resume), progress, bad input, sharding.
+The 2-process jax.distributed test is in tests/test_multihost.py."""
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -11,92 +15,392 @@ import numpy as np
 import pytest
 
 import jaxattr as ja
-from jaxattr.errors import ArgumentError
+from jaxattr.errors import ArgumentError, ArgumentTypeError
 
-DATA = np.random.default_rng(0).normal(size=(7, 4))
+RNG = np.random.default_rng(0)
+DATA = RNG.normal(size=(7, 4))
+LABELS = np.array([0, 3, 1, 2, 2, 0, 1])
+W = RNG.normal(size=(4, 4))
 
 
 def score(x):
     return jnp.sum(jnp.sin(x) * jnp.arange(1.0, 5.0))
 
 
+def saliency(x):
+    return jax.grad(score)(x)
+
+
+def expected_saliency(x):
+    return np.cos(x) * np.arange(1.0, 5.0)
+
+
+def logits(x):
+    return jnp.tanh(x @ W)
+
+
+def of_label(x, y):  # the classifier case: the gradient of the label's logit
+    return jax.grad(lambda x: logits(x)[y])(x)
+
+
+def expected_of_label(xs, ys):  # by hand: d tanh(x W)_y / dx = (1 - tanh^2) W[:, y]
+    z = np.tanh(xs @ W)
+    return (1 - z[np.arange(len(ys)), ys] ** 2)[:, None] * W[:, ys].T
+
+
 def noisy(x, key):
     return x * jax.random.normal(key, x.shape)
 
 
-def test_matches_vmap_with_padding_of_last_batch():
-    maps = ja.explain_dataset(ja.saliency(score), DATA, batch_size=3, progress=False)
-    np.testing.assert_allclose(maps, np.cos(DATA) * np.arange(1.0, 5.0), rtol=1e-12)
+def run(attr, data, **kw):
+    kw.setdefault("progress", False)
+    return ja.explain_dataset(attr, data, **kw)
 
 
-def test_keys_per_example_make_results_independent_of_batch_size():
+# ------------------------------------------------------------------ calling rule and keys
+
+
+def test_matches_closed_form_with_padding_of_last_batch():
+    maps = run(saliency, DATA, batch_size=3)
+    np.testing.assert_allclose(maps, expected_saliency(DATA), rtol=1e-12)
+
+
+def test_tuple_data_spreads_into_arguments_labels_as_targets():
+    maps = run(of_label, (DATA, LABELS), batch_size=3)
+    np.testing.assert_allclose(maps, expected_of_label(DATA, LABELS), rtol=1e-12)
+    as_list = run(of_label, [DATA, LABELS], batch_size=4)
+    np.testing.assert_array_equal(as_list, maps)
+
+
+def test_dict_data_is_one_argument():
+    maps = run(lambda ex: of_label(ex["x"], ex["y"]), {"x": DATA, "y": LABELS}, batch_size=2)
+    np.testing.assert_allclose(maps, expected_of_label(DATA, LABELS), rtol=1e-12)
+
+
+def test_key_is_the_second_argument_and_per_example():
     key = jax.random.key(3)
-    a = ja.explain_dataset(noisy, DATA, batch_size=2, key=key, progress=False)
-    b = ja.explain_dataset(noisy, DATA, batch_size=5, key=key, progress=False)
+
+    def attr(x, k, y):  # g(x, key, *args), the noise transforms' convention
+        return of_label(x, y) + jax.random.normal(k, x.shape)
+
+    a = run(attr, (DATA, LABELS), batch_size=2, key=key)
+    b = run(attr, (DATA, LABELS), batch_size=5, key=key)
     np.testing.assert_array_equal(a, b)
-    expected = np.stack([noisy(DATA[i], jax.random.fold_in(key, i)) for i in range(7)])
-    np.testing.assert_allclose(a, expected, rtol=1e-12)
-    assert not np.allclose(a[0] / DATA[0], a[1] / DATA[1])  # examples get different noise
+    noise = np.stack([jax.random.normal(jax.random.fold_in(key, i), (4,)) for i in range(7)])
+    np.testing.assert_allclose(a, expected_of_label(DATA, LABELS) + noise, rtol=1e-12)
+    legacy = run(attr, (DATA, LABELS), batch_size=3, key=jax.random.key_data(key))
+    np.testing.assert_array_equal(legacy, a)
 
 
-def test_out_file_resumes_after_last_finished_batch(tmp_path, capsys):
-    out = tmp_path / "maps.npy"
-    full = ja.explain_dataset(ja.saliency(score), DATA, batch_size=2, out=out)
-    assert "7/7 examples" in capsys.readouterr().err
-    np.testing.assert_allclose(full, np.cos(DATA) * np.arange(1.0, 5.0), rtol=1e-12)
-    # simulate an interruption after two batches: rows 0-3 done (marked), rows 4-6 lost
-    arr = np.load(out, mmap_mode="r+")
-    arr[:4] = -1.0
-    arr[4:] = 0.0
-    arr.flush()
-    (tmp_path / "maps.npy.done").write_text("4")
-    resumed = ja.explain_dataset(ja.saliency(score), DATA, batch_size=2, out=out, progress=False)
-    np.testing.assert_array_equal(resumed[:4], -1.0)  # not recomputed
-    np.testing.assert_allclose(resumed[4:], full[4:], rtol=1e-12)
+def test_with_a_real_noise_transform():
+    key = jax.random.key(1)
+    sg = ja.smoothgrad(saliency, sigma=0.1, n=4)
+    maps = run(sg, DATA, batch_size=3, key=key)
+    expected = np.stack([sg(DATA[i], jax.random.fold_in(key, i)) for i in range(7)])
+    np.testing.assert_allclose(maps, expected, rtol=1e-12)
+
+
+# ------------------------------------------------------------------ data sources
+
+
+def test_numpy_memmap_jax_array_and_iterable_give_the_same_maps(tmp_path):
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=DATA.dtype,
+                                   shape=DATA.shape)
+    mm[:] = DATA
+    mm.flush()
+    ref = expected_of_label(DATA, LABELS)
+    from_mm = run(of_label, (np.load(tmp_path / "x.npy", mmap_mode="r"), LABELS), batch_size=3)
+    from_jax = run(of_label, (jnp.asarray(DATA), jnp.asarray(LABELS)), batch_size=3)
+
+    def loader():  # batches of any size (2, 4, 0, 1) are re-cut into batch_size = 3
+        for a, b in ((0, 2), (2, 6), (6, 6), (6, 7)):
+            yield DATA[a:b], LABELS[a:b]
+
+    calls = []
+    from_iter = run(of_label, loader(), batch_size=3, callback=lambda d, t: calls.append((d, t)))
+    for maps in (from_mm, from_jax, from_iter):
+        np.testing.assert_allclose(maps, ref, rtol=1e-12)
+    assert calls == [(3, None), (6, None), (7, None)]  # total unknown for an iterable
+
+
+def test_reads_only_one_batch_at_a_time():
+    class Lazy:  # a dataset "larger than RAM": only slices are ever read
+        shape, dtype = DATA.shape, DATA.dtype
+        reads: list = []
+
+        def __getitem__(self, s):
+            self.reads.append((s.start, s.stop))
+            return DATA[s]
+
+    maps = run(saliency, Lazy(), batch_size=3)
+    np.testing.assert_allclose(maps, expected_saliency(DATA), rtol=1e-12)
+    assert max(b - a for a, b in Lazy.reads) <= 3
+    assert sorted(set(Lazy.reads)) == [(0, 3), (3, 6), (6, 7)]
+
+
+def test_pytree_outputs_in_memory_and_on_disk(tmp_path):
+    def several(x, y):
+        return {"saliency": saliency(x), "target": (of_label(x, y), logits(x)[y])}
+
+    mem = run(several, (DATA, LABELS), batch_size=3)
+    disk = run(several, (DATA, LABELS), batch_size=3, out=tmp_path / "o")
+    for res in (mem, disk):
+        np.testing.assert_allclose(res["saliency"], expected_saliency(DATA), rtol=1e-12)
+        np.testing.assert_allclose(res["target"][0], expected_of_label(DATA, LABELS),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(res["target"][1],
+                                   np.tanh(DATA @ W)[np.arange(7), LABELS], rtol=1e-12)
+    assert isinstance(disk["saliency"], np.memmap)
+    files = sorted(f for f in os.listdir(tmp_path / "o") if f.endswith(".npy"))
+    assert files == ["saliency.npy", "target_0.npy", "target_1.npy"]
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert [o["shape"] for o in manifest["outputs"]] == [[4], [4], []]
+
+
+def test_bfloat16_output_reads_back_as_bfloat16(tmp_path):
+    maps = run(lambda x: saliency(x).astype(jnp.bfloat16), DATA, batch_size=4, out=tmp_path)
+    assert maps.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(maps, np.float32),
+                                  np.asarray(jnp.asarray(expected_saliency(DATA), jnp.bfloat16),
+                                             np.float32))
+
+
+# ------------------------------------------------------------------ output directory, resume
+
+
+def test_output_directory_layout_and_manifest(tmp_path):
+    key = jax.random.key(0)
+    maps = run(noisy, DATA, batch_size=3, key=key, out=tmp_path)
+    assert isinstance(maps, np.memmap) and not maps.flags.writeable
+    np.testing.assert_array_equal(np.load(tmp_path / "attribution.npy"), maps)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["complete"] and m["rows"] == 7 and m["batches"] == 3
+    fp = m["fingerprint"]
+    assert fp["data"]["shapes"] == [[4]] and fp["data"]["dtypes"] == ["float64"]
+    assert fp["batch_size"] == 3
+    assert fp["key"]["data"] == np.asarray(jax.random.key_data(key)).tolist()
+    assert fp["layout"] == {"process_count": 1, "rows": [[0, 3]]}
+    assert len(fp["attr_fn"]) == 32 and len(m["data_hash"][0]) == 32
+    assert json.loads((tmp_path / "progress" / "p00000.json").read_text()) == {"batches": 3}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _interrupt_after(k):
+    def callback(done, total):
+        if done >= k:
+            raise Interrupt
+    return callback
+
+
+def test_kill_and_resume_loses_nothing_and_recomputes_only_the_rest(tmp_path):
+    with pytest.raises(Interrupt):  # the writer fails after committing batch 1 (rows 0-3)
+        run(of_label, (DATA, LABELS), batch_size=2, out=tmp_path, callback=_interrupt_after(4))
+    progress = json.loads((tmp_path / "progress" / "p00000.json").read_text())
+    assert progress == {"batches": 2}
+    assert not json.loads((tmp_path / "manifest.json").read_text())["complete"]
+    # a torn write: rows of the batch in flight on disk, but never committed
+    raw = np.load(tmp_path / "attribution.npy", mmap_mode="r+")
+    raw[4:] = 99.0
+    raw.flush()
+    calls = []
+    maps = run(of_label, (DATA, LABELS), batch_size=2, out=tmp_path,
+               callback=lambda d, t: calls.append(d))
+    assert calls == [6, 7]  # resumed after the last committed batch
+    np.testing.assert_allclose(maps, expected_of_label(DATA, LABELS), rtol=1e-12)
+    again = []
+    run(of_label, (DATA, LABELS), batch_size=2, out=tmp_path, callback=lambda d, t: again.append(d))
+    assert again == []  # complete: nothing recomputed
+
+
+def test_iterable_resume(tmp_path):
+    def loader():
+        for i in range(0, 7, 2):
+            yield {"x": DATA[i:i + 2]}
+
+    f = lambda ex: saliency(ex["x"])
+    with pytest.raises(Interrupt):
+        run(f, loader(), batch_size=3, out=tmp_path, callback=_interrupt_after(3))
+    assert np.load(tmp_path / "attribution.npy").shape == (0, 4)  # header: rows unknown yet
+    maps = run(f, loader(), batch_size=3, out=tmp_path)
+    np.testing.assert_allclose(maps, expected_saliency(DATA), rtol=1e-12)
+    assert np.load(tmp_path / "attribution.npy").shape == (7, 4)
+    m = json.loads((tmp_path / "manifest.json").read_text())
+    assert m["complete"] and m["rows"] == 7 and m["fingerprint"]["data"]["rows"] is None
+
+    def longer(k):
+        yield {"x": np.concatenate([DATA, DATA])[:k]}
+
+    with pytest.raises(ArgumentError, match=r"data differs .* batch 2 \(examples 6..7\) of"):
+        run(f, longer(8), batch_size=3, out=tmp_path)
+    run(f, longer(6), batch_size=3, out=tmp_path / "six")
+    with pytest.raises(ArgumentError, match="data differs .* more examples than the completed"):
+        run(f, longer(7), batch_size=3, out=tmp_path / "six")
+    with pytest.raises(ArgumentError, match=r"data differs .* fewer examples \(3\) than"):
+        run(f, longer(3), batch_size=3, out=tmp_path / "six")
+
+    def changed():
+        x = DATA.copy()
+        x[6, 0] += 1.0  # only the last row changes
+        yield {"x": x}
+
+    with pytest.raises(ArgumentError, match=r"batch 2 \(examples 6..6\) of process 0 has another"):
+        run(f, changed(), batch_size=3, out=tmp_path)
+
+
+def test_resume_with_another_run_is_refused_naming_what_changed(tmp_path):
+    key = jax.random.key(0)
+    run(noisy, DATA, batch_size=2, key=key, out=tmp_path)
+    cases = [
+        (dict(data=DATA + 1e-9), r"data differs .* batch 0 \(examples 0..1\) of process 0"),
+        (dict(data=DATA[:5]), r"holds another run: number of examples \(7 -> 5\)"),
+        (dict(data=DATA.astype(np.float32)), r"data dtypes \(\['float64'\] -> \['float32'\]\)"),
+        (dict(data=DATA[:, :3]), r"data shapes \(\[\[4\]\] -> \[\[3\]\]\)"),
+        (dict(batch_size=3), r"batch_size \(2 -> 3\)"),
+        (dict(key=jax.random.key(1)), r"key \(another PRNG key"),
+        (dict(attr=lambda x, k: 2 * noisy(x, k)), r"attr_fn \(its traced jaxpr or constants"),
+    ]
+    for change, message in cases:
+        kw = dict(attr=noisy, data=DATA, batch_size=2, key=key, out=tmp_path) | change
+        with pytest.raises(ArgumentError, match="explain_dataset: .*" + message):
+            run(kw.pop("attr"), kw.pop("data"), **kw)
+    fresh = run(noisy, DATA[:5], batch_size=2, key=key, out=tmp_path, overwrite=True)
+    np.testing.assert_array_equal(fresh, np.stack([noisy(DATA[i], jax.random.fold_in(key, i))
+                                                   for i in range(5)]))
+    assert json.loads((tmp_path / "manifest.json").read_text())["rows"] == 5
+
+
+def test_constants_captured_by_attr_fn_are_fingerprinted(tmp_path):
+    w = np.ones(4)
+    run(lambda x: jax.grad(lambda x: jnp.sum(jnp.sin(x) * w))(x), DATA, out=tmp_path)
+    w2 = w.copy()
+    w2[0] = 2.0
+    with pytest.raises(ArgumentError, match="attr_fn"):
+        run(lambda x: jax.grad(lambda x: jnp.sum(jnp.sin(x) * w2))(x), DATA, out=tmp_path)
+
+
+def test_process_count_mismatch_on_resume(tmp_path):
+    run(saliency, DATA, batch_size=2, out=tmp_path)
+    path = tmp_path / "manifest.json"
+    m = json.loads(path.read_text())
+    m["fingerprint"]["layout"] = {"process_count": 2, "rows": [[0, 1], [1, 2]]}
+    path.write_text(json.dumps(m))
+    with pytest.raises(ArgumentError, match=r"process count \(the run was written by 2 "
+                                            r"process\(es\), this run has 1\)"):
+        run(saliency, DATA, batch_size=2, out=tmp_path)
+
+
+def test_unwritable_or_foreign_output_fails_before_any_compute(tmp_path):
+    traced = []
+
+    def attr(x):
+        traced.append(1)
+        return saliency(x)
+
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(ArgumentError, match=r"explain_dataset: out='.*file/sub' is not writable"):
+        run(attr, DATA, out=tmp_path / "file" / "sub")
+    assert traced == []
+    with pytest.raises(ArgumentError, match=r"is not empty and holds no jaxattr.explain_dataset"):
+        run(attr, DATA, out=tmp_path)
+    with pytest.raises(ArgumentError, match="is not empty"):
+        run(attr, DATA, out=tmp_path, overwrite=True)  # never deletes files it did not write
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+# ------------------------------------------------------------------ progress
+
+
+def test_plain_progress_line_when_not_a_terminal(capsys):
+    run(saliency, DATA, batch_size=2, progress=True)
+    assert "explain_dataset: 7/7 examples" in capsys.readouterr().err
+    run(saliency, DATA, batch_size=2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_tqdm_bar_on_a_terminal(monkeypatch):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    monkeypatch.setattr(sys, "stderr", stream)
+    run(saliency, DATA, batch_size=2, progress=True)
+    text = stream.getvalue()
+    assert "explain_dataset" in text and "7/7" in text and "ex/s" in text
+
+
+# ------------------------------------------------------------------ bad input
 
 
 def test_bad_arguments():
-    with pytest.raises(ArgumentError, match="batch_size=0 must be a positive int"):
-        ja.explain_dataset(ja.saliency(score), DATA, batch_size=0)
-    with pytest.raises(ArgumentError, match="key must be a PRNG key"):
-        ja.explain_dataset(noisy, DATA, key=3)
-    with pytest.raises(ArgumentError, match="data is empty"):
-        ja.explain_dataset(ja.saliency(score), DATA[:0])
+    def gen(batches):
+        yield from batches
+
+    cases = [
+        (dict(batch_size=0), ArgumentError, "explain_dataset: batch_size=0 is < 1"),
+        (dict(batch_size=2.5), ArgumentTypeError, "batch_size=2.5 has type float"),
+        (dict(batch_size=True), ArgumentTypeError, "batch_size=True is a bool"),
+        (dict(key=3), ArgumentTypeError, "explain_dataset: key=3 has type int"),
+        (dict(data=DATA[:0]), ArgumentError, r"data=.* is empty \(leading axis has size 0\)"),
+        (dict(data=(DATA, LABELS[:5])), ArgumentError,
+         r"has leaves with different leading sizes \{'\[0\]': 7, '\[1\]': 5\}"),
+        (dict(data=[[1.0, 2.0]]), ArgumentTypeError, "has non-array leaves of type"),
+        (dict(data=gen([])), ArgumentError, r"is empty \(the iterable yielded no batches\)"),
+        (dict(data=gen([(DATA[:2], LABELS[:2]), DATA[2:]]), attr=lambda x, y: saliency(x)),
+         ArgumentError,
+         "yielded batch 1 of structure .*; expected every batch like batch 0"),
+        (dict(data=gen([DATA[:2], DATA[2:, :3]])), ArgumentError,
+         r"yielded batch 1 .* \[\(\(3,\), float64\)\]; expected .* \[\(\(4,\), float64\)\]"),
+        (dict(data=gen([(DATA[:2], LABELS[:3])]), attr=lambda x, y: saliency(x)),
+         ArgumentError, r"yielded batch 0 whose leaves have different leading sizes \[2, 3\]"),
+        (dict(attr=np.ones(3)), ArgumentTypeError, "attr_fn=.* is an array, not a function"),
+        (dict(progress="yes"), ArgumentTypeError, "progress='yes' has type str"),
+        (dict(callback=3), ArgumentTypeError, "callback=3 has type int"),
+        (dict(mesh="data"), ArgumentTypeError, "mesh='data' has type str"),
+    ]
+    for change, error, message in cases:
+        kw = dict(attr=saliency, data=DATA) | change
+        with pytest.raises(error, match=message):
+            run(kw.pop("attr"), kw.pop("data"), **kw)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
-    with pytest.raises(ArgumentError, match="axis='model' is not an axis"):
-        ja.explain_dataset(ja.saliency(score), DATA, mesh=mesh, axis="model")
+    with pytest.raises(ArgumentError, match="axis='model' is not a known option"):
+        run(saliency, DATA, mesh=mesh, axis="model")
 
 
-def test_out_file_of_other_shape_rejected(tmp_path):
-    out = tmp_path / "m.npy"
-    ja.explain_dataset(ja.saliency(score), DATA, out=out, progress=False)
-    with pytest.raises(ArgumentError, match="expected float64\\[5, 4\\]"):
-        ja.explain_dataset(ja.saliency(score), DATA[:5], out=out, progress=False)
+def test_several_processes_need_an_out_directory(monkeypatch):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(ArgumentError, match="out=None is required when running on 2 processes"):
+        run(saliency, DATA)
 
 
-def test_sharded_over_four_host_devices_matches_single_device():
+# ------------------------------------------------------------------ sharding (4 host devices)
+
+
+def test_four_host_devices_pad_a_batch_that_is_not_a_multiple_of_the_mesh(tmp_path):
     code = textwrap.dedent(
         """
-        import jax, jax.numpy as jnp, numpy as np
+        import sys, jax, jax.numpy as jnp, numpy as np
         import jaxattr as ja
         assert len(jax.devices()) == 4
-        mesh = jax.make_mesh((4,), ("data",))
         x = np.random.default_rng(0).normal(size=(10, 5)).astype(np.float32)
-        f = lambda x: jnp.sum(jax.nn.relu(x * jnp.arange(1.0, 6.0)) ** 2)
-        a = ja.explain_dataset(ja.rectgrad(f, q=50.0), x, batch_size=8, mesh=mesh, progress=False)
-        b = np.stack([ja.rectgrad(f, q=50.0)(xi) for xi in x])
-        np.testing.assert_allclose(a, b, rtol=1e-6)
-        try:
-            ja.explain_dataset(ja.saliency(f), x, batch_size=6, mesh=mesh)
-        except ValueError as e:
-            assert "multiple of the mesh axis" in str(e)
-        else:
-            raise AssertionError("no error")
+        y = np.arange(10) % 5
+        f = lambda x, y: jax.grad(lambda x: jnp.tanh(x * jnp.arange(1.0, 6.0))[y])(x)
+        ref = np.stack([f(x[i], y[i]) for i in range(10)])
+        for b in (6, 8):  # 6 is padded to 8 (4 devices), the padding dropped
+            a = ja.explain_dataset(f, (x, y), batch_size=b, progress=False,
+                                   out=sys.argv[1] + f"/b{b}")
+            np.testing.assert_allclose(a, ref, rtol=1e-6)
+        mesh = jax.make_mesh((2, 2), ("data", "model"))  # replicated over "model"
+        a = ja.explain_dataset(f, (x, y), batch_size=3, mesh=mesh, progress=False)
+        np.testing.assert_allclose(a, ref, rtol=1e-6)
         print("SHARDED-OK")
         """
     )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "JAX_PLATFORMS": "cpu"}
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=120)
     assert "SHARDED-OK" in res.stdout, res.stderr[-3000:]

@@ -165,8 +165,16 @@ def explain_dataset(
     idx_aval = jax.ShapeDtypeStruct((), np.uint32)
     with warnings.catch_warnings():  # the jit trace below warns once; this trace need not
         warnings.simplefilter("ignore")
-        closed, out_tree_shapes = jax.make_jaxpr(per_example, return_shape=True)(
-            example_args, idx_aval, key_data)
+        try:
+            closed, out_tree_shapes = jax.make_jaxpr(per_example, return_shape=True)(
+                example_args, idx_aval, key_data)
+        except TypeError as e:
+            names = ["x", "key", *[f"arg{i}" for i in range(1, len(example_args))]] if key \
+                is not None else ["x", *[f"arg{i}" for i in range(1, len(example_args))]]
+            e.add_note(f"{FN} called attr_fn({', '.join(names)}): a tuple/list data is spread "
+                       "into positional arguments, anything else is one argument; with key= the "
+                       "per-example key is the second argument")
+            raise
     out_paths, out_leaves = zip(*[(jax.tree_util.keystr(p), s) for p, s in
                                   jax.tree_util.tree_flatten_with_path(out_tree_shapes)[0]],
                                 strict=True) if jax.tree.leaves(out_tree_shapes) else ((), ())

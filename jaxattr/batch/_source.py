@@ -8,6 +8,7 @@ larger than one batch is ever held in memory.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -199,7 +200,9 @@ def _fmt(pairs: list) -> str:
 
 def make_source(data: Any, batch_size: int) -> ArraySource | IterableSource:
     """Classify ``data``: a pytree whose leaves are all arrays, else an iterable of batches."""
-    leaves, treedef = jax.tree.flatten(data)
+    with warnings.catch_warnings():  # jax warns that a generator is a leaf: we know
+        warnings.simplefilter("ignore", DeprecationWarning)
+        leaves, treedef = jax.tree.flatten(data)
     if leaves and all(is_array_like(x) for x in leaves):
         return ArraySource(leaves, treedef, batch_size, data)
     if (isinstance(data, Iterable) and not isinstance(data, (tuple, list, dict, str, bytes))
