@@ -21,6 +21,7 @@ import numpy as np
 from .errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
+    "check_bool",
     "check_callable",
     "check_choice",
     "check_floating",
@@ -177,4 +178,12 @@ def check_key(key: Any, *, fn: str, name: str = "key") -> jax.Array:
     if key.dtype == jnp.uint32 and key.ndim == 2 and key.shape[-1] == 2:
         fail(fn, name, key, f"holds {key.shape[0]} legacy keys", expected, batch_fix)
     fail_type(fn, name, key, "is not a PRNG key", expected)
+    raise AssertionError  # unreachable
+
+
+def check_bool(value: Any, name: str, *, fn: str) -> bool:
+    """``value`` if it is a Python or numpy bool (``0``/``1`` and strings are rejected)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    fail_type(fn, name, value, f"has type {type(value).__name__}", "True or False")
     raise AssertionError  # unreachable

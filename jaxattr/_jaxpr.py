@@ -1,30 +1,49 @@
 """The one jaxpr re-interpreter: re-evaluate a traced function with some backward rules swapped.
 
 ``rewrite(fun, rules)`` returns a function with ``fun``'s signature and forward values whose
-reverse-mode derivative uses the given rules:
+reverse-mode derivative uses the given rules. It is also the library's one ReLU detector:
+:func:`find_relus` runs the same interpreter without rules to report what it would rewrite.
 
-* at every ReLU, ``rules.relu(x_in, a_out, g_out) -> g_in`` (a ``jax.custom_vjp``), where a ReLU
-  is ``jax.nn.relu`` / ``flax.linen.relu`` / ``flax.nnx.relu`` (a ``custom_jvp_call`` around
-  ``max(x, 0)``) or a raw ``max(x, 0)`` / ``max(0, x)`` against a literal, broadcast or constant
-  zero. ``max(x, 0)`` whose result is clamped by ``min`` against a constant (``relu6``, ``clip``)
-  is not a ReLU; neither are ``leaky_relu``, max-pooling or the max of two non-constant tensors;
+**What is a ReLU** (the rule, stated once):
+
+1. ``jax.nn.relu`` -- which is also ``flax.linen.relu`` and ``flax.nnx.relu`` -- identified by
+   what it is: the ``custom_jvp`` whose primal function is the one defined in ``jax.nn``
+   (compared by its source location, read from ``jax.nn.relu`` itself), not by what its body
+   contains.
+2. A raw ``max(x, 0)`` or ``max(0, x)`` of floating dtype, against a literal, broadcast or
+   constant zero, whose result is not clamped by a ``min`` against a constant (``jnp.clip(x, 0,
+   c)`` is not a ReLU), **outside** the definition of any other function with its own derivative
+   rule: inside a ``custom_jvp`` or ``custom_vjp`` that is not ``jax.nn.relu`` (``softplus``'s
+   ``logaddexp``, ``relu6``, ``hard_tanh``, a user's function) nothing is rewritten; that function
+   keeps its own rule. If such a function contains a ``jax.nn.relu``, jaxattr warns.
+
+Everything else is left alone: ``leaky_relu``, ``elu``, ``gelu``, ``softplus``, ``relu6``,
+max-pooling (unless ``rules.maxpool``), the max of two non-constant tensors. ReLUs spelled
+``where(x > 0, x, 0)`` or ``x * (x > 0)`` are not rewritten either: jaxattr warns and names the
+source line (write ``jax.nn.relu(x)``).
+
+What is swapped:
+
+* at every ReLU, ``rules.relu(a_out, g_out) -> g_in`` in a ``jax.custom_vjp`` that saves only
+  the ReLU's output ``a_out`` (``x > 0`` iff ``a > 0``), or nothing if ``rules.relu_reads_output``
+  is false;
 * optionally at max-pooling (``reduce_window_max``), ``rules.maxpool`` builds the custom_vjp;
 * optionally at SAME-padded convolutions, ``rules.same_conv_output`` wraps the conv output.
 
-Dispatch goes through a registry keyed by primitive name. Control flow is rebuilt with the public
-API around the re-interpreted bodies: ``jit``/``pjit`` and ``closed_call`` are inlined,
-``remat`` becomes ``jax.checkpoint`` (same policy), ``scan``/``cond``/``while`` become
-``lax.scan``/``lax.switch``/``lax.while_loop``. A ``custom_jvp_call`` is re-interpreted (dropping
-the user's JVP rule) only if its body holds a ReLU; otherwise it is bound unchanged. A user's
-``custom_vjp`` is bound unchanged: its backward rule is the user's explicit choice, so ReLUs inside
-it keep it (we warn). Any other higher-order primitive that holds a ReLU raises
-:class:`~jaxattr.errors.UnsupportedPrimitiveError` naming the primitive and source line; one
-without a ReLU is bound unchanged.
+Dispatch goes through a registry keyed by primitive name. A higher-order primitive whose body
+holds nothing to rewrite is bound unchanged. Otherwise: ``jit``/``pjit`` is re-bound with the
+rewritten body and all its other parameters (shardings, donation, ``inline``, name);
+``closed_call``/``core_call`` are inlined; ``remat`` becomes ``jax.checkpoint`` (same policy);
+``scan``/``cond``/``while`` become ``lax.scan``/``lax.switch``/``lax.while_loop``; ``shard_map``
+becomes ``jax.shard_map`` with the same mesh and specs. Any other higher-order primitive holding
+something to rewrite raises :class:`~jaxattr.errors.UnsupportedPrimitiveError` naming the primitive
+and source line: a ReLU never keeps its plain rule silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,47 +56,62 @@ from jax.extend import core as jcore
 
 from .errors import AttributionWarning, UnsupportedPrimitiveError
 
-__all__ = ["Rules", "rewrite"]
+__all__ = ["ReluReport", "Rules", "find_relus", "rewrite"]
 
-# Primitives that change only shape or dtype: a zero in is a zero out.
+# Primitives that change only shape, dtype or variance annotations: a zero in is a zero out.
 _ZERO_PRESERVING = frozenset(
     {"broadcast_in_dim", "convert_element_type", "reshape", "squeeze", "expand_dims", "copy",
-     "copy_p", "transpose"}
+     "copy_p", "transpose", "pvary", "device_put", "reduce_precision"}
 )
-_JIT_NAMES = frozenset({"pjit", "jit", "closed_call", "core_call"})  # pjit renamed jit in 0.7
 
 
 @dataclasses.dataclass(frozen=True)
 class Rules:
-    """What to swap. ``relu`` builds the ReLU's backward from ``(x_in, a_out, g_out)``."""
+    """What to swap. ``relu(a_out, g_out) -> g_in`` is the ReLU's backward rule."""
 
-    relu: Callable[[jax.Array, jax.Array, jax.Array], jax.Array] | None = None
+    relu: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+    relu_reads_output: bool = True
     maxpool: Callable[..., Callable[[jax.Array], jax.Array]] | None = None
     same_conv_output: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
+
+
+_COUNT_ONLY = Rules(relu=lambda a, g: g, relu_reads_output=False)
 
 
 @dataclasses.dataclass
 class _Stats:
     relus: int = 0
-    custom_vjp_with_relu: list = dataclasses.field(default_factory=list)
+    sites: int = 0  # everything rewritten: ReLUs, max-pools, SAME convs
+    in_custom: list[str] = dataclasses.field(default_factory=list)
+    relu_like: list[str] = dataclasses.field(default_factory=list)
+    out_facts: list[tuple[bool, bool]] = dataclasses.field(default_factory=list)  # not merged
+
+    def merge(self, other: _Stats) -> None:
+        self.relus += other.relus
+        self.sites += other.sites
+        self.in_custom += [w for w in other.in_custom if w not in self.in_custom]
+        self.relu_like += [w for w in other.relu_like if w not in self.relu_like]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(eq=False)
 class _Val:
     """A value in the interpreter's environment, with what is statically known about it."""
 
     value: Any
     const: bool = False  # computed from literals/constants only
-    zero: bool | None = False  # known to be all zeros; None: a concrete constant, check on demand
+    zero: bool | Callable[[], bool] = False  # all zeros; a thunk: a concrete constant, on demand
+    positive_mask_of: _Val | None = None  # this is (x > 0) (as bool or 0/1) for that x
 
 
 def _is_zero(v: _Val) -> bool:
-    # Constants (often large weights) are only inspected where a max or a reshape reads them.
-    return _concrete_zero(v.value) if v.zero is None else v.zero
+    # Constants (often large weights) are only inspected where a max reads them.
+    if callable(v.zero):
+        v.zero = bool(v.zero())
+    return v.zero
 
 
 # ---------------------------------------------------------------------------------------------
-# JAX-version compatibility lives here.
+# JAX-version compatibility: every internal name the interpreter relies on lives here.
 
 
 def _closed(jaxpr) -> jcore.ClosedJaxpr:
@@ -95,11 +129,12 @@ def _source_line(eqn) -> str:
         return "<unknown source>"
 
 
-def _bind(eqn, invals):
+def _bind(eqn, invals: list) -> list:
+    """Bind ``eqn``'s primitive with its own parameters (as jax's eval_jaxpr does)."""
     bind_params = eqn.primitive.get_bind_params(eqn.params)
     if isinstance(bind_params, tuple):  # jax < 0.7: (subfuns, params)
         subfuns, params = bind_params
-    else:
+    else:  # jax >= 0.7: one dict (holding "subfuns" where the primitive has them)
         subfuns, params = (), bind_params
     ctx = getattr(eqn, "ctx", None)
     if ctx is not None:
@@ -107,31 +142,67 @@ def _bind(eqn, invals):
             out = eqn.primitive.bind(*subfuns, *invals, **params)
     else:  # pragma: no cover - old jax
         out = eqn.primitive.bind(*subfuns, *invals, **params)
-    return out if eqn.primitive.multiple_results else [out]
+    return list(out) if eqn.primitive.multiple_results else [out]
 
 
-# ---------------------------------------------------------------------------------------------
-# Static analysis: is there a ReLU-like max anywhere inside?
+def _rebind(eqn, invals: list, **new_params) -> list:
+    """Bind ``eqn``'s primitive with some parameters replaced (a jit with a rewritten body)."""
+    return _bind(eqn.replace(params={**eqn.params, **new_params}), invals)
 
 
-def _is_zero_literal(v) -> bool:
-    if not isinstance(v, jcore.Literal):
+def _func_src(closed) -> str | None:
+    jaxpr = closed.jaxpr if isinstance(closed, jcore.ClosedJaxpr) else closed
+    info = getattr(jaxpr, "debug_info", None)
+    return getattr(info, "func_src_info", None)
+
+
+@functools.cache
+def _nn_relu_identity() -> str | None:
+    """Source location of ``jax.nn.relu``'s primal function, as custom_jvp_call records it."""
+    eqn = jax.make_jaxpr(jax.nn.relu)(jax.ShapeDtypeStruct((), jnp.float32)).jaxpr.eqns[0]
+    return _func_src(eqn.params["call_jaxpr"])
+
+
+def _is_nn_relu(eqn) -> bool:
+    if eqn.primitive.name != "custom_jvp_call":
         return False
-    val = np.asarray(v.val)
-    return val.size > 0 and bool(np.all(val == 0))
+    ident = _nn_relu_identity()
+    return ident is not None and _func_src(eqn.params["call_jaxpr"]) == ident
 
 
-def contains_relu(jaxpr) -> bool:
-    """Conservative check used for primitives we cannot re-interpret."""
-    jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "max" and any(_is_zero_literal(v) for v in eqn.invars):
-            return True
-        if eqn.primitive.name == "custom_jvp_call" and eqn.params.get("name") == "relu":
-            return True
-        if any(contains_relu(sub) for sub in jcore.jaxprs_in_params(eqn.params)):
-            return True
-    return False
+def _custom_name(eqn) -> str:
+    for key in ("call_jaxpr", "fun_jaxpr"):
+        src = _func_src(eqn.params[key]) if key in eqn.params else None
+        if src:
+            return src.split(" at ")[0]
+    return eqn.params.get("name", eqn.primitive.name)
+
+
+def _custom_body(eqn) -> jcore.ClosedJaxpr:
+    for key in ("call_jaxpr", "fun_jaxpr"):
+        if key in eqn.params:
+            return _closed(eqn.params[key])
+    raise UnsupportedPrimitiveError(  # pragma: no cover - a future JAX renamed the parameter
+        f"jaxattr does not know where '{eqn.primitive.name}' keeps its body in this JAX version"
+    )
+
+
+def _shard_map(eqn, body: Callable, args: list) -> list:
+    p = eqn.params
+    mapped = jax.shard_map(
+        lambda *a: tuple(body(*a)),
+        mesh=p["mesh"],
+        in_specs=tuple(p["in_specs"]),
+        out_specs=tuple(p["out_specs"]),
+        check_vma=p.get("check_vma", True),
+        axis_names=set(p.get("newly_manual_axes", p["mesh"].axis_names)),
+    )
+    return list(mapped(*args))
+
+
+def _avals(vars_) -> list[jax.ShapeDtypeStruct]:
+    return [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype,
+                                 weak_type=getattr(v.aval, "weak_type", False)) for v in vars_]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,15 +210,24 @@ def contains_relu(jaxpr) -> bool:
 
 
 class _Interpreter:
-    def __init__(self, rules: Rules):
+    def __init__(self, rules: Rules, *, inside_custom: bool = False):
         self.rules = rules
+        self.inside_custom = inside_custom
         self.stats = _Stats()
-        self._relu = _make_relu(rules.relu) if rules.relu is not None else None
+        self._relu = (_make_relu(rules.relu, rules.relu_reads_output)
+                      if rules.relu is not None else None)
+
+    def child(self) -> _Interpreter:
+        sub = _Interpreter.__new__(_Interpreter)
+        sub.rules, sub.inside_custom, sub._relu = self.rules, self.inside_custom, self._relu
+        sub.stats = _Stats()
+        return sub
 
     # -- evaluation --------------------------------------------------------------------------
 
     def eval_closed(self, closed: jcore.ClosedJaxpr, args: list[_Val]) -> list[_Val]:
-        consts = [_Val(c, const=True, zero=None) for c in closed.consts]
+        consts = [_Val(c, const=not isinstance(c, jax.core.Tracer),
+                       zero=functools.partial(_concrete_zero, c)) for c in closed.consts]
         return self.eval_jaxpr(closed.jaxpr, consts, args)
 
     def eval_jaxpr(self, jaxpr: jcore.Jaxpr, consts: list[_Val], args: list[_Val]) -> list[_Val]:
@@ -167,20 +247,58 @@ class _Interpreter:
         for eqn in jaxpr.eqns:
             invals = [read(v) for v in eqn.invars]
             handler = _HANDLERS.get(eqn.primitive.name, _default)
-            outs = handler(self, eqn, invals, clamped)
+            try:
+                outs = handler(self, eqn, invals, clamped)
+            except UnsupportedPrimitiveError:
+                raise
+            except Exception as e:  # name the primitive the interpreter was handling
+                if not getattr(e, "_jaxattr_noted", False):
+                    e.add_note(f"jaxattr: while re-interpreting '{eqn.primitive.name}' at "
+                               f"{_source_line(eqn)}")
+                    e._jaxattr_noted = True
+                raise
             for var, out in zip(eqn.outvars, outs, strict=True):
                 if not isinstance(var, jcore.DropVar):
                     env[var] = out
         return [read(v) for v in jaxpr.outvars]
 
-    def as_function(self, closed: jcore.ClosedJaxpr) -> Callable[..., list]:
-        """A Python function of raw values evaluating ``closed`` with the rules."""
+    def sub_function(self, closed: jcore.ClosedJaxpr, facts: list[_Val | None],
+                     stats: _Stats) -> Callable[..., list]:
+        """A function of raw values evaluating ``closed`` with the rules in a child interpreter.
+
+        ``facts[i]`` (or ``None``: nothing known) is the outer value whose static facts argument
+        ``i`` inherits: const- and zero-ness, and which other argument it is the positive mask of.
+        The child's statistics are merged into ``stats`` each time the function is traced.
+        """
 
         def fn(*args):
-            outs = self.eval_closed(closed, [_Val(a) for a in args])
+            sub = self.child()
+            vals = [_Val(a) if f is None else _Val(a, const=f.const, zero=f.zero)
+                    for a, f in zip(args, facts, strict=True)]
+            outer_to_inner = {id(f): v for f, v in zip(facts, vals, strict=True) if f is not None}
+            for f, v in zip(facts, vals, strict=True):
+                if f is not None and f.positive_mask_of is not None:
+                    v.positive_mask_of = outer_to_inner.get(id(f.positive_mask_of))
+            outs = sub.eval_closed(closed, vals)
+            stats.merge(sub.stats)
+            stats.out_facts = [(o.const, _is_zero(o)) for o in outs]
             return [o.value for o in outs]
 
         return fn
+
+    def trace_rewritten(self, closed: jcore.ClosedJaxpr, facts: list[_Val | None],
+                        avals: list) -> tuple[jcore.ClosedJaxpr, _Stats]:
+        """The rewritten body as a new ClosedJaxpr (one trace), with what was rewritten."""
+        stats = _Stats()
+        new = jax.make_jaxpr(self.sub_function(closed, facts, stats))(*avals)
+        return new, stats
+
+
+def _is_zero_literal(v) -> bool:
+    if not isinstance(v, jcore.Literal):
+        return False
+    val = np.asarray(v.val)
+    return val.size > 0 and bool(np.all(val == 0))
 
 
 def _concrete_zero(c) -> bool:
@@ -194,7 +312,7 @@ def _concrete_zero(c) -> bool:
 
 
 def _clamped_maxes(jaxpr, known_const: set) -> set:
-    """Outputs of ``max`` that a ``min`` against a constant clamps (relu6, clip): not ReLUs."""
+    """Outputs of ``max`` that a ``min`` against a constant clamps (``clip``): not ReLUs."""
     consts = set(known_const)
     for eqn in jaxpr.eqns:  # vars computed from constants only
         if eqn.invars and all(isinstance(v, jcore.Literal) or v in consts for v in eqn.invars):
@@ -210,83 +328,174 @@ def _clamped_maxes(jaxpr, known_const: set) -> set:
     return clamped
 
 
-def _default(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
-    if any(contains_relu(s) for s in jcore.jaxprs_in_params(eqn.params)):
-        raise UnsupportedPrimitiveError(
-            f"jaxattr cannot rewrite the backward rules inside the higher-order primitive "
-            f"'{eqn.primitive.name}' (at {_source_line(eqn)}), which contains a ReLU. Supported: "
-            "jit/pjit, remat/checkpoint, custom_jvp_call, custom_vjp_call, scan, cond, while."
-        )
-    return _unchanged(eqn, invals)
+# -- handlers: (interp, eqn, invals, clamped) -> outvals ---------------------------------------
 
 
-def _unchanged(eqn, invals: list[_Val]) -> list[_Val]:
+def _unchanged(interp: _Interpreter, eqn, invals: list[_Val]) -> list[_Val]:
     subjaxprs = list(jcore.jaxprs_in_params(eqn.params))
     const = bool(invals) and all(v.const for v in invals) and not subjaxprs
     outs = _bind(eqn, [v.value for v in invals])
-    zero = eqn.primitive.name in _ZERO_PRESERVING and bool(invals) and _is_zero(invals[0])
-    return [_Val(o, const=const, zero=zero) for o in outs]
+    zero = eqn.primitive.name in _ZERO_PRESERVING and bool(invals) and invals[0].zero
+    mask_of = (invals[0].positive_mask_of if eqn.primitive.name in _ZERO_PRESERVING and invals
+               else None)
+    return [_Val(o, const=const, zero=zero, positive_mask_of=mask_of) for o in outs]
+
+
+def _default(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
+    subs = list(jcore.jaxprs_in_params(eqn.params))
+    if subs and _sites_in(interp, subs):
+        raise UnsupportedPrimitiveError(
+            f"jaxattr cannot rewrite the backward rules inside the higher-order primitive "
+            f"'{eqn.primitive.name}' (at {_source_line(eqn)}), which contains a ReLU (or a layer "
+            "the rules rewrite). Supported: jit/pjit, closed_call, remat/checkpoint, "
+            "custom_jvp_call, custom_vjp_call, scan, cond, while, shard_map."
+        )
+    return _unchanged(interp, eqn, invals)
+
+
+def _sites_in(interp: _Interpreter, subs) -> bool:
+    """Whether the child interpreter would rewrite anything in these bodies (nothing known
+    about their inputs). If a body cannot even be traced alone, assume it would."""
+    for sub in subs:
+        closed = _closed(sub)
+        try:
+            _, stats = interp.trace_rewritten(closed, [None] * len(closed.jaxpr.invars),
+                                              _avals(closed.jaxpr.invars))
+        except UnsupportedPrimitiveError:
+            return True
+        except Exception:
+            return _contains_max_or_relu(closed.jaxpr)
+        if stats.sites:
+            return True
+    return False
+
+
+def _contains_max_or_relu(jaxpr) -> bool:
+    jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
+    return any(eqn.primitive.name in ("max", "reduce_window_max") or _is_nn_relu(eqn)
+               or any(_contains_max_or_relu(s) for s in jcore.jaxprs_in_params(eqn.params))
+               for eqn in jaxpr.eqns)
+
+
+def _contains_nn_relu(jaxpr) -> bool:
+    jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
+    return any(_is_nn_relu(eqn) or any(_contains_nn_relu(s)
+                                        for s in jcore.jaxprs_in_params(eqn.params))
+               for eqn in jaxpr.eqns)
+
+
+def _apply_relu(interp: _Interpreter, x, dtype, shape) -> list[_Val]:
+    x = jnp.broadcast_to(x, shape).astype(dtype)
+    interp.stats.relus += 1
+    interp.stats.sites += 1
+    return [_Val(interp._relu(x))]
 
 
 def _max(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
     (a, b), out = invals, eqn.outvars[0]
-    dtype = out.aval.dtype
-    a_zero, b_zero = _is_zero(a), _is_zero(b)
     is_relu = (
         interp._relu is not None
-        and jnp.issubdtype(dtype, jnp.floating)
+        and not interp.inside_custom
+        and jnp.issubdtype(out.aval.dtype, jnp.floating)
         and out not in clamped
-        and (a_zero != b_zero)
         and not (a.const and b.const)
+        and _is_zero(a) != _is_zero(b)
     )
     if not is_relu:
         return _default(interp, eqn, invals, clamped)
-    x = b.value if a_zero else a.value
-    x = jnp.broadcast_to(x, out.aval.shape).astype(dtype)
-    interp.stats.relus += 1
-    return [_Val(interp._relu(x))]
+    x = b.value if _is_zero(a) else a.value
+    return _apply_relu(interp, x, out.aval.dtype, out.aval.shape)
 
 
-def _inline(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    return interp.eval_closed(_closed(eqn.params["jaxpr"]), invals)
+def _positive_mask(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
+    """``gt(x, 0)`` / ``lt(0, x)``: remember that the result is x's positive mask."""
+    outs = _unchanged(interp, eqn, invals)
+    a, b = invals
+    x, zero = (a, b) if eqn.primitive.name == "gt" else (b, a)
+    if not x.const and _is_zero(zero) and jnp.issubdtype(eqn.invars[0].aval.dtype, jnp.floating):
+        outs[0].positive_mask_of = x
+    return outs
+
+
+def _note_relu_like(interp: _Interpreter, eqn) -> None:
+    where = _source_line(eqn)
+    if not interp.inside_custom and where not in interp.stats.relu_like:
+        interp.stats.relu_like.append(where)
+
+
+def _select_n(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
+    if len(invals) == 3 and interp._relu is not None:  # select_n(x > 0, 0, x) is a ReLU
+        pred, on_false, on_true = invals
+        if pred.positive_mask_of is on_true and _is_zero(on_false):
+            _note_relu_like(interp, eqn)
+    return _unchanged(interp, eqn, invals)
+
+
+def _mul(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
+    a, b = invals
+    if interp._relu is not None and (b.positive_mask_of is a or a.positive_mask_of is b):
+        _note_relu_like(interp, eqn)  # x * (x > 0) is a ReLU
+    return _unchanged(interp, eqn, invals)
 
 
 def _custom_jvp(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    before = interp.stats.relus
-    outs = interp.eval_closed(_closed(eqn.params["call_jaxpr"]), invals)
-    if interp.stats.relus > before:
-        return outs  # the body held a ReLU: its rewritten body replaces the user's JVP rule
-    return _unchanged(eqn, invals)  # keep the original (and its rule) untouched
+    if _is_nn_relu(eqn) and interp._relu is not None and not interp.inside_custom:
+        out = eqn.outvars[0].aval
+        return _apply_relu(interp, invals[0].value, out.dtype, out.shape)
+    return _custom_function(interp, eqn, invals)
 
 
-def _custom_vjp(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    if contains_relu(eqn.params["call_jaxpr"]):
-        interp.stats.custom_vjp_with_relu.append(
-            f"{eqn.params.get('name', 'custom_vjp')} at {_source_line(eqn)}"
-        )
-    return _unchanged(eqn, invals)
+def _custom_function(interp: _Interpreter, eqn, invals) -> list[_Val]:
+    """A function with its own derivative rule keeps it; warn if a jax.nn.relu is inside."""
+    if interp._relu is not None and not interp.inside_custom and _contains_nn_relu(
+            _custom_body(eqn)):
+        where = f"{_custom_name(eqn)} ({eqn.primitive.name}) at {_source_line(eqn)}"
+        if where not in interp.stats.in_custom:
+            interp.stats.in_custom.append(where)
+    return _unchanged(interp, eqn, invals)
+
+
+def _jit(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+    closed = _closed(eqn.params["jaxpr"])
+    new, stats = interp.trace_rewritten(closed, invals, _avals(eqn.invars))
+    interp.stats.merge(stats)
+    if stats.sites:
+        outs = _rebind(eqn, [v.value for v in invals], jaxpr=new)
+    else:
+        outs = _bind(eqn, [v.value for v in invals])
+    # what the body computes from constants stays known (e.g. a zero made inside a jit)
+    return [_Val(o, const=c, zero=z) for o, (c, z) in zip(outs, stats.out_facts, strict=True)]
+
+
+def _inline_call(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+    return interp.eval_closed(_closed(eqn.params["call_jaxpr"]), invals)
 
 
 def _remat(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    closed = _closed(eqn.params["jaxpr"])
-    fn = jax.checkpoint(
-        interp.as_function(closed),
-        prevent_cse=eqn.params.get("prevent_cse", True),
-        policy=eqn.params.get("policy"),
-    )
+    new, stats = interp.trace_rewritten(_closed(eqn.params["jaxpr"]), invals, _avals(eqn.invars))
+    interp.stats.merge(stats)
+    if not stats.sites:
+        return _unchanged(interp, eqn, invals)
+    fn = jax.checkpoint(jcore.jaxpr_as_fun(new), prevent_cse=eqn.params.get("prevent_cse", True),
+                        policy=eqn.params.get("policy"))
     return [_Val(o) for o in fn(*[v.value for v in invals])]
 
 
 def _scan(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     p = eqn.params
-    body = interp.as_function(p["jaxpr"])
     nc, nk = p["num_consts"], p["num_carry"]
-    consts = [v.value for v in invals[:nc]]
-    init = [v.value for v in invals[nc : nc + nk]]
-    xs = [v.value for v in invals[nc + nk :]]
+    body = _closed(p["jaxpr"])
+    facts = [*invals[:nc], *[None] * nk, *invals[nc + nk:]]  # a carry changes: nothing known
+    new, stats = interp.trace_rewritten(body, facts, _avals(body.jaxpr.invars))
+    interp.stats.merge(stats)
+    if not stats.sites:
+        return _unchanged(interp, eqn, invals)
+    body_fn = jcore.jaxpr_as_fun(new)
+    vals = [v.value for v in invals]
+    consts, init, xs = vals[:nc], vals[nc:nc + nk], vals[nc + nk:]
 
     def step(carry, x):
-        outs = body(*consts, *carry, *x)
+        outs = body_fn(*consts, *carry, *x)
         return outs[:nk], outs[nk:]
 
     carry, ys = lax.scan(step, init, xs, length=p["length"], reverse=p["reverse"],
@@ -295,35 +504,74 @@ def _scan(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
 
 
 def _cond(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    index, *ops = [v.value for v in invals]
-    branches = [interp.as_function(br) for br in eqn.params["branches"]]
-    outs = lax.switch(index, branches, *ops)
+    index, *ops = invals
+    rewritten, any_sites = [], False
+    for br in eqn.params["branches"]:
+        new, stats = interp.trace_rewritten(_closed(br), ops, _avals(eqn.invars[1:]))
+        interp.stats.merge(stats)
+        any_sites |= bool(stats.sites)
+        rewritten.append(jcore.jaxpr_as_fun(new))
+    if not any_sites:
+        return _unchanged(interp, eqn, invals)
+    outs = lax.switch(index.value, rewritten, *[v.value for v in ops])
     return [_Val(o) for o in outs]
 
 
 def _while(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     p = eqn.params
     cn, bn = p["cond_nconsts"], p["body_nconsts"]
-    vals = [v.value for v in invals]
-    cconsts, bconsts, init = vals[:cn], vals[cn : cn + bn], vals[cn + bn :]
-    cond_fn, body_fn = interp.as_function(p["cond_jaxpr"]), interp.as_function(p["body_jaxpr"])
-    outs = lax.while_loop(
-        lambda c: cond_fn(*cconsts, *c)[0], lambda c: body_fn(*bconsts, *c), init
-    )
+    cconsts, bconsts, init = invals[:cn], invals[cn:cn + bn], invals[cn + bn:]
+    carry_avals = _avals(eqn.invars[cn + bn:])
+    cond_new, cstats = interp.trace_rewritten(
+        _closed(p["cond_jaxpr"]), [*cconsts, *[None] * len(init)],
+        _avals(eqn.invars[:cn]) + carry_avals)
+    body_new, bstats = interp.trace_rewritten(
+        _closed(p["body_jaxpr"]), [*bconsts, *[None] * len(init)],
+        _avals(eqn.invars[cn:cn + bn]) + carry_avals)
+    interp.stats.merge(cstats)
+    interp.stats.merge(bstats)
+    if not (cstats.sites or bstats.sites):
+        return _unchanged(interp, eqn, invals)
+    cond_fn, body_fn = jcore.jaxpr_as_fun(cond_new), jcore.jaxpr_as_fun(body_new)
+    cc, bc = [v.value for v in cconsts], [v.value for v in bconsts]
+    outs = lax.while_loop(lambda c: cond_fn(*cc, *c)[0], lambda c: body_fn(*bc, *c),
+                          [v.value for v in init])
+    return [_Val(o) for o in outs]
+
+
+def _shard_map_handler(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+    body = _closed(eqn.params["jaxpr"])
+    stats = _Stats()
+    try:
+        outs = _shard_map(eqn, interp.sub_function(body, list(invals), stats),
+                          [v.value for v in invals])
+    except UnsupportedPrimitiveError:
+        raise
+    except Exception as e:
+        if _sites_in(interp, [body]):
+            raise UnsupportedPrimitiveError(
+                f"jaxattr could not rebuild 'shard_map' (at {_source_line(eqn)}) around its "
+                f"rewritten body ({type(e).__name__}: {e}), and the body contains a ReLU."
+            ) from e
+        return _unchanged(interp, eqn, invals)
+    interp.stats.merge(stats)
     return [_Val(o) for o in outs]
 
 
 def _reduce_window_max(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    if interp.rules.maxpool is None:
+    if interp.rules.maxpool is None or interp.inside_custom:
         return _default(interp, eqn, invals, clamped)
+    interp.stats.sites += 1
     pool = interp.rules.maxpool(**eqn.params)
     return [_Val(pool(invals[0].value))]
 
 
 def _conv(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     outs = _default(interp, eqn, invals, clamped)
-    if interp.rules.same_conv_output is None or not _is_same_padded(eqn):
+    if (interp.rules.same_conv_output is None or interp.inside_custom
+            or not _is_same_padded(eqn)):
         return outs
+    interp.stats.sites += 1
     spatial = tuple(eqn.params["dimension_numbers"].out_spec[2:])
     return [_Val(interp.rules.same_conv_output(outs[0].value, spatial))]
 
@@ -345,18 +593,28 @@ def _is_same_padded(eqn) -> bool:
 
 _HANDLERS: dict[str, Callable] = {
     "max": _max,
+    "gt": _positive_mask,
+    "lt": _positive_mask,
+    "select_n": _select_n,
+    "mul": _mul,
     "custom_jvp_call": _custom_jvp,
-    "custom_vjp_call": _custom_vjp,
-    "custom_vjp_call_jaxpr": _custom_vjp,
+    "custom_vjp_call": lambda interp, eqn, invals, clamped: _custom_function(interp, eqn, invals),
+    "custom_vjp_call_jaxpr": lambda interp, eqn, invals, clamped: _custom_function(
+        interp, eqn, invals),
+    "pjit": _jit,  # renamed "jit" in jax 0.7
+    "jit": _jit,
+    "closed_call": _inline_call,
+    "core_call": _inline_call,
+    "call": _inline_call,
     "checkpoint": _remat,
     "remat2": _remat,
     "remat": _remat,
     "scan": _scan,
     "cond": _cond,
     "while": _while,
+    "shard_map": _shard_map_handler,
     "reduce_window_max": _reduce_window_max,
     "conv_general_dilated": _conv,
-    **{name: _inline for name in _JIT_NAMES},
 }
 
 
@@ -364,25 +622,24 @@ _HANDLERS: dict[str, Callable] = {
 # ReLU as custom_vjp with a swapped backward.
 
 
-def _make_relu(rule):
+def _make_relu(rule, reads_output: bool):
     @jax.custom_vjp
     def relu(x):
         return jnp.maximum(x, jnp.zeros((), x.dtype))
 
     def fwd(x):
-        a = relu(x)
-        return a, (x, a)
+        a = jnp.maximum(x, jnp.zeros((), x.dtype))
+        return a, (a if reads_output else None)
 
-    def bwd(res, g):
-        x, a = res
-        return (rule(x, a, g).astype(g.dtype),)
+    def bwd(a, g):
+        return (rule(a, g).astype(g.dtype),)
 
     relu.defvjp(fwd, bwd)
     return relu
 
 
 # ---------------------------------------------------------------------------------------------
-# Public entry point.
+# Public entry points.
 
 
 def rewrite(
@@ -394,9 +651,9 @@ def rewrite(
 ) -> Callable:
     """``fun`` with the same forward pass, re-interpreted so its backward rules are swapped.
 
-    Tracing happens at call time, inside whatever transformation the caller applies (jit, vmap,
-    grad), so ``jax.jit`` caches on shapes as usual. ``check_output`` sees the output's
-    ``ShapeDtypeStruct`` pytree before anything is evaluated (to reject bad scores early).
+    ``fun`` takes JAX arrays only (close over static arguments). Tracing happens at call time,
+    inside whatever transformation the caller applies (jit, vmap, grad). ``check_output`` sees
+    the output's ``ShapeDtypeStruct`` pytree before anything is evaluated.
     """
 
     def rewritten(*args):
@@ -406,25 +663,60 @@ def rewrite(
         interp = _Interpreter(rules)
         flat_args = jax.tree_util.tree_leaves(args)
         outs = interp.eval_closed(closed, [_Val(a) for a in flat_args])
-        _report(interp.stats, rules, name)
+        _report(interp.stats, name)
         treedef = jax.tree_util.tree_structure(out_shape)
         return jax.tree_util.tree_unflatten(treedef, [o.value for o in outs])
 
     return rewritten
 
 
-def _report(stats: _Stats, rules: Rules, name: str) -> None:
-    for where in stats.custom_vjp_with_relu:
-        warnings.warn(
-            f"{name}: the ReLUs inside the user-defined custom_vjp function {where} keep that "
-            "function's own backward rule (jaxattr does not rewrite a user's custom_vjp).",
-            AttributionWarning,
-            stacklevel=4,
+@dataclasses.dataclass(frozen=True)
+class ReluReport:
+    """What the engine finds in a function: ReLUs it would rewrite, and ReLUs it would not."""
+
+    relus: int
+    in_custom: tuple[str, ...]  # custom_jvp/custom_vjp functions holding a jax.nn.relu
+    relu_like: tuple[str, ...]  # where(x > 0, x, 0) / x * (x > 0), by source line
+
+
+def find_relus(fun: Callable, *args: Any) -> ReluReport:
+    """Run the ReLU detector on ``fun(*args)`` (arrays or ShapeDtypeStructs); nothing is computed.
+
+    >>> import jax, jax.numpy as jnp
+    >>> find_relus(lambda x: jnp.sum(jax.nn.relu(x) + jax.nn.softplus(x)), jnp.ones(3)).relus
+    1
+    """
+    closed = jax.make_jaxpr(fun)(*args)
+    interp = _Interpreter(_COUNT_ONLY)
+    stats = _Stats()
+    jax.make_jaxpr(interp.sub_function(closed, [None] * len(closed.jaxpr.invars), stats))(
+        *_avals(closed.jaxpr.invars))
+    return ReluReport(stats.relus, tuple(stats.in_custom), tuple(stats.relu_like))
+
+
+def _report(stats: _Stats, name: str) -> None:
+    """At most one warning per trace, saying everything the user needs at once."""
+    parts = []
+    if stats.in_custom:
+        parts.append(
+            "the jax.nn.relu calls inside the user-defined function(s) "
+            + "; ".join(stats.in_custom)
+            + " keep that function's own backward rule (jaxattr never rewrites inside a "
+            "custom_jvp/custom_vjp other than jax.nn.relu)"
         )
-    if rules.relu is not None and stats.relus == 0:
-        warnings.warn(
-            f"{name}: the function contains no ReLU (jax.nn.relu or max(x, 0)); the result "
-            "equals the plain gradient.",
-            AttributionWarning,
-            stacklevel=4,
+    if stats.relu_like:
+        parts.append(
+            "the ReLUs written as where(x > 0, x, 0) or x * (x > 0) at "
+            + "; ".join(stats.relu_like)
+            + " are not rewritten (write jax.nn.relu(x) to have them rectified)"
         )
+    if stats.relus == 0:
+        msg = (f"{name}: f contains no ReLU that jaxattr rewrites (jax.nn.relu, or max(x, 0) "
+               "outside functions with their own derivative rule), so the map equals the plain "
+               "gradient")
+        msg += "; " + "; and ".join(parts) if parts else ""
+    elif parts:
+        msg = f"{name}: {stats.relus} ReLU(s) rewritten, but " + "; and ".join(parts)
+    else:
+        return
+    warnings.warn(msg + ".", AttributionWarning, stacklevel=5)

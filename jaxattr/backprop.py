@@ -7,6 +7,13 @@ the user's model is not changed. Transforms see ONE example; batch with ``jax.vm
 threshold is per example and per layer, so an example's map never depends on the rest of the
 batch). If your model needs a batch axis, call it on ``x[None]`` inside ``f``.
 
+Calling convention (as ``jax.grad``): the map function ``g = transform(f)`` is called as
+``g(*args, **kwargs)`` and calls ``f(*args, **kwargs)``; the ``argnums`` arguments are attributed
+to, the others are passed through. Array arguments are traced (a new label does not recompile);
+Python numbers, strings and other hashable non-arrays are static (``f`` may branch on them;
+equal values reuse the compiled program). Explaining a class: ``f = lambda x, y: model(x)[y]``,
+then ``jax.vmap(rectgrad(f))(xs, ys)`` compiles once for all labels.
+
 Modified-backprop maps are backward-only: they are not derivatives of anything, so ``jax.jvp``,
 ``jax.jacfwd``, ``jax.hessian`` or ``jax.grad`` of a map raise :class:`ForwardModeError`.
 """
@@ -14,7 +21,6 @@ Modified-backprop maps are backward-only: they are not derivatives of anything, 
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,9 +30,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._calling import jit_with_static
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_real,
+    fail,
+    fail_type,
+)
 from ._jaxpr import Rules, rewrite
+from ._select import METHODS as _SELECT_METHODS
 from ._select import kth_largest, nearest_rank
-from .errors import ArgumentError, AttributionWarning, ForwardModeError
+from .errors import AttributionWarning, ForwardModeError
 
 __all__ = ["saliency", "guided_backprop", "deconvnet", "rectgrad", "times_input"]
 
@@ -36,47 +53,79 @@ Argnums = int | Sequence[int]
 # ---------------------------------------------------------------------------------------------
 # Validation shared by every transform.
 
-
-def _argnums_tuple(argnums: Argnums) -> tuple[int, ...]:
-    if isinstance(argnums, int):
-        return (argnums,)
-    if isinstance(argnums, Sequence) and argnums and all(isinstance(a, int) for a in argnums):
-        return tuple(argnums)
-    raise ArgumentError(f"argnums={argnums!r} must be an int or a non-empty sequence of ints")
+_TRANSFORM = "_jaxattr_transform"  # marks the public transforms (f -> map function)
+_MAP = "_jaxattr_map"  # marks the map functions they return
 
 
-def _check_inputs(args: tuple, argnums: Argnums, name: str) -> None:
-    for i in _argnums_tuple(argnums):
+def _mark_transform(t: Callable) -> Callable:
+    setattr(t, _TRANSFORM, True)
+    return t
+
+
+def is_transform(obj: Any) -> bool:
+    """Whether ``obj`` is a jaxattr transform (``f -> map function``), e.g. ``rectgrad``."""
+    return bool(getattr(obj, _TRANSFORM, False))
+
+
+def is_map_function(obj: Any) -> bool:
+    """Whether ``obj`` is a function returned by a jaxattr transform, e.g. ``rectgrad(f)``."""
+    return bool(getattr(obj, _MAP, False))
+
+
+def _check_score_fn(f: Any, fn: str) -> Callable:
+    expected = "a function of one example returning a real scalar score (e.g. one logit)"
+    if is_transform(f):
+        fail_type(fn, "f", f, "is a jaxattr transform, not a score function", expected,
+                  f"compose transforms by applying them to f: {fn}(f)")
+    return check_callable(f, "f", fn=fn, expected=expected)
+
+
+def _argnums_tuple(argnums: Argnums, fn: str) -> tuple[int, ...]:
+    if isinstance(argnums, Sequence) and not isinstance(argnums, str) and argnums:
+        return tuple(check_int(a, "argnums", fn=fn, minimum=0) for a in argnums)
+    if isinstance(argnums, Sequence) and not isinstance(argnums, str):
+        fail(fn, "argnums", argnums, "is empty", "an int or a non-empty sequence of ints")
+    return (check_int(argnums, "argnums", fn=fn, minimum=0),)
+
+
+def _check_inputs(args: tuple, argnums: tuple[int, ...], name: str) -> None:
+    for i in argnums:
         if i >= len(args):
-            raise ArgumentError(f"{name}: argnums={argnums!r} but only {len(args)} arguments given")
+            fail(name, "argnums", argnums if len(argnums) > 1 else argnums[0],
+                 f"refers to argument {i} but the map was called with {len(args)} positional "
+                 "argument(s)", "argnums < the number of positional arguments")
         for leaf in jax.tree_util.tree_leaves(args[i]):
             dtype = jnp.result_type(leaf)
             if not jnp.issubdtype(dtype, jnp.floating):
-                raise TypeError(
-                    f"{name}: argument {i} has dtype {dtype}; attributions need real "
-                    f"floating-point inputs (cast it, e.g. x.astype(jnp.float32))"
-                )
+                fail_type(name, f"argument {i}", leaf, f"has dtype {dtype}",
+                          "a real floating-point input to attribute to",
+                          "cast it, e.g. x.astype(jnp.float32)")
 
 
-def _check_score(out: Any, has_aux: bool, name: str) -> None:
-    """``out``: the ShapeDtypeStruct pytree of ``f``'s output."""
+def _check_score(out: Any, has_aux: bool, name: str, x: Any = None) -> None:
+    """``out``: the ShapeDtypeStruct pytree of ``f``'s output; ``x`` the attributed input."""
     if has_aux:
         if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError(f"{name}: has_aux=True needs f to return a pair (score, aux)")
+            fail_type(name, "has_aux", True, "but f does not return a pair",
+                      "f to return (score, aux) with has_aux=True")
         out = out[0]
     shape = getattr(out, "shape", None)
-    if shape != () or not jnp.issubdtype(out.dtype, jnp.floating):
-        raise TypeError(
-            f"{name}: f must return a real floating-point scalar score (e.g. one logit); got "
-            f"{jax.tree_util.tree_map(lambda s: f'{s.dtype}{list(s.shape)}', out)}. "
-            "Select a class (logits[label]) or reduce the output first."
-        )
+    if shape == () and jnp.issubdtype(out.dtype, jnp.floating):
+        return
+    got = jax.tree_util.tree_map(lambda s: f"{s.dtype}{list(s.shape)}", out)
+    fix = "Select a class (logits[label]) or reduce the output first."
+    x_shape = tuple(np.shape(jax.tree_util.tree_leaves(x)[0])) if x is not None else ()
+    if shape and x_shape and shape[0] == x_shape[0] and len(x_shape) > 1:
+        fix = (f"It looks like a batch of {shape[0]}: {name} explains ONE example; batch with "
+               f"jax.vmap({name}(f))(xs), with f scoring one example (call a batched model on "
+               "x[None]).")
+    fail_type(name, "f", got, "returns a non-scalar or non-floating score",
+              "f to return a real floating-point scalar (e.g. one logit)", fix)
 
 
 def _backward_only(fun: Callable, name: str) -> Callable:
     """Wrap ``fun`` so any forward-mode (or higher-order) differentiation raises clearly."""
 
-    @functools.wraps(fun)
     def wrapped(*args):
         inner = jax.custom_jvp(fun)
 
@@ -95,42 +144,58 @@ def _backward_only(fun: Callable, name: str) -> Callable:
 
 
 def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, name: str):
-    argnums_t = _argnums_tuple(argnums)
-    rewritten = rewrite(f, rules, name=name,
-                        check_output=functools.partial(_check_score, has_aux=has_aux, name=name))
-    grad_fn = jax.grad(rewritten, argnums=argnums, has_aux=has_aux)
+    f = _check_score_fn(f, name)
+    argnums_t = _argnums_tuple(argnums, name)
+    has_aux = check_bool(has_aux, "has_aux", fn=name)
 
-    # jit inside: eager calls run one compiled program instead of dispatching the interpreter's
-    # ops one by one; under an outer jit it is inlined. Checks run once per trace.
-    @jax.jit
-    def g(*args):
+    def compute(args: tuple, kwargs: dict):
         _check_inputs(args, argnums_t, name)
-        return grad_fn(*args)
+        diff = [args[i] for i in argnums_t]
 
-    return functools.wraps(f)(_backward_only(g, name))
+        def score(*d):
+            full = list(args)
+            for i, v in zip(argnums_t, d, strict=True):
+                full[i] = v
+            return f(*full, **kwargs)
+
+        check = functools.partial(_check_score, has_aux=has_aux, name=name, x=diff[0])
+        rewritten = rewrite(score, rules, name=name, check_output=check)
+        out = jax.grad(rewritten, argnums=tuple(range(len(diff))), has_aux=has_aux)(*diff)
+        grads, aux = out if has_aux else (out, None)
+        grads = grads[0] if isinstance(argnums, int) else grads
+        return (grads, aux) if has_aux else grads
+
+    # Compiled inside: eager calls run one program instead of dispatching the interpreter's ops
+    # one by one; under an outer jit it is inlined. Checks run once per trace.
+    g = jit_with_static(compute, fn=name, dynamic_argnums=argnums_t,
+                        wrap=functools.partial(_backward_only, name=name))
+    g = functools.wraps(f)(g)
+    setattr(g, _MAP, True)
+    return g
 
 
 # ---------------------------------------------------------------------------------------------
-# Backward rules at a ReLU: (x_in, a_out, g_out) -> g_in.  REFERENCE.md section 1.
+# Backward rules at a ReLU: (a_out, g_out) -> g_in, a_out = relu(x_in), so x_in > 0 iff a_out > 0.
+# Kim et al. 2019 (arXiv:1902.04893) eq. 4; Springenberg et al. 2014; Zeiler & Fergus 2014.
 
 
-def _guided_rule(x, a, g):
-    return jnp.where(x > 0, jnp.maximum(g, 0), 0)
+def _guided_rule(a, g):
+    return jnp.where(a > 0, jnp.maximum(g, 0), 0)
 
 
-def _deconv_rule(x, a, g):
+def _deconv_rule(a, g):  # reads nothing of the forward pass
     return jnp.maximum(g, 0)
 
 
 def _fixed_threshold_rule(tau: float):
-    def rule(x, a, g):
+    def rule(a, g):
         return jnp.where(a * g > tau, g, 0)
 
     return rule
 
 
 def _percentile_rule(q: float, select: str):
-    def rule(x, a, g):
+    def rule(a, g):
         v = (a * g).astype(jnp.promote_types(g.dtype, jnp.float32))
         k = nearest_rank(v.size, q)
         if k == 0 and q < 100:
@@ -196,7 +261,7 @@ def _zero_border_gradient(y, spatial_dims: tuple[int, ...]):
 # ---------------------------------------------------------------------------------------------
 # Public transforms.
 
-
+@_mark_transform
 def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """The plain gradient of a scalar score: ``jax.grad`` with attribution-friendly checks.
 
@@ -207,36 +272,53 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Cal
 
     Returns:
       ``g`` with ``f``'s signature returning an array shaped like ``x``. Unlike the
-      modified-backprop maps, saliency stays differentiable.
+      modified-backprop maps, saliency stays differentiable. It is not compiled internally
+      (exactly like ``jax.grad``): jit it, or use it inside a jitted function.
 
     Raises:
-      TypeError: at trace time if the score is not a real scalar or the input is not floating.
+      ArgumentError: ``f`` not callable, bad ``argnums``; at trace time, a non-scalar score or a
+        non-floating input (an :class:`~jaxattr.errors.ArgumentTypeError`, also a TypeError).
 
     Example:
       >>> import jax.numpy as jnp, jaxattr as ja
       >>> ja.saliency(lambda x: jnp.sum(x ** 2))(jnp.array([1.0, -2.0])).tolist()
       [2.0, -4.0]
+      >>> f = lambda x, c, scale=1.0: scale * x[c] ** 2     # extra arguments pass through
+      >>> ja.saliency(f)(jnp.array([1.0, 3.0]), 1, scale=2.0).tolist()
+      [0.0, 12.0]
 
     References:
       Simonyan, Vedaldi, Zisserman 2013, arXiv:1312.6034.
     """
-    argnums_t = _argnums_tuple(argnums)
-    grad_fn = jax.grad(f, argnums=argnums, has_aux=has_aux)
+    f = _check_score_fn(f, "saliency")
+    argnums_t = _argnums_tuple(argnums, "saliency")
+    has_aux = check_bool(has_aux, "has_aux", fn="saliency")
+
+    def checked(*args, **kwargs):
+        out = f(*args, **kwargs)
+        shapes = jax.tree_util.tree_map(
+            lambda o: jax.ShapeDtypeStruct(jnp.shape(o), jnp.result_type(o)), out)
+        _check_score(shapes, has_aux, "saliency", x=args[argnums_t[0]])
+        return out
+
+    grad_fn = jax.grad(checked, argnums=argnums, has_aux=has_aux)
 
     @functools.wraps(f)
-    def g(*args):
+    def g(*args, **kwargs):
         _check_inputs(args, argnums_t, "saliency")
-        _check_score(jax.eval_shape(f, *args), has_aux, "saliency")
-        return grad_fn(*args)
+        return grad_fn(*args, **kwargs)
 
+    setattr(g, _MAP, True)
     return g
 
 
+@_mark_transform
 def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """Guided Backpropagation: at every ReLU, ``R_in = where(x_in > 0, relu(R_out), 0)``.
 
-    Args and Returns as :func:`saliency`; the map is backward-only (see module docs). Warns with
-    :class:`AttributionWarning` if ``f`` has no ReLU.
+    Args and Returns as :func:`saliency`; the map is backward-only (see module docs) and the
+    returned function is compiled once per static signature. Warns with
+    :class:`AttributionWarning` if ``f`` has no ReLU (what counts as one: ``jaxattr._jaxpr``).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -251,10 +333,12 @@ def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False)
     return _modified_grad(f, Rules(relu=_guided_rule), argnums, has_aux, "guided_backprop")
 
 
+@_mark_transform
 def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """DeconvNet: at every ReLU, ``R_in = relu(R_out)`` (ignores the forward activation).
 
-    Args and Returns as :func:`saliency`; the map is backward-only (see module docs).
+    Args and Returns as :func:`saliency`; the map is backward-only (see module docs). The rule
+    reads nothing of the forward pass, so nothing is saved for it.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -265,9 +349,11 @@ def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Ca
     References:
       Zeiler, Fergus 2014, arXiv:1311.2901.
     """
-    return _modified_grad(f, Rules(relu=_deconv_rule), argnums, has_aux, "deconvnet")
+    rules = Rules(relu=_deconv_rule, relu_reads_output=False)
+    return _modified_grad(f, rules, argnums, has_aux, "deconvnet")
 
 
+@_mark_transform
 def rectgrad(
     f: Callable,
     *,
@@ -277,7 +363,7 @@ def rectgrad(
     padding_trick: bool = False,
     argnums: Argnums = 0,
     has_aux: bool = False,
-    select: str = "radix",
+    select: str = "auto",
 ) -> Callable:
     """Rectified Gradient: at every ReLU, ``R_in = where(a * R_out > tau, R_out, 0)``.
 
@@ -287,29 +373,44 @@ def rectgrad(
     ``sort_desc(v)[round_half_even((n - 1) * (1 - q / 100))]``, so with distinct values exactly
     that many units pass. This equals ``numpy.percentile(v, q, method="nearest")`` except when
     ``(n - 1) * q / 100`` is exactly half-way between two ranks, where the two conventions round
-    to different neighbours. The threshold is found by an exact radix selection, not a sort.
+    to different neighbours. The threshold is found by an exact selection, not a sort.
 
     The paper's final attribution is gradient times input: ``times_input(rectgrad(f))``.
+
+    Which call reproduces which method of the official code (1202kbs/Rectified-Gradient,
+    ``deepexplain/tensorflow/methods.py``; its padding trick is always on):
+
+    * ``rectgrad``: ``rectgrad(f, q=98, padding_trick=True)``;
+    * ``rectgradprr``: ``rectgrad(f, q=98, maxpool="prr", padding_trick=True)``;
+    * ``rectgradconst``: ``rectgrad(f, tau=t, padding_trick=True)``.
+
+    Deliberate differences: jaxattr masks only convolutions that really pad (the official code
+    also masks 1x1 SAME convolutions, which pad nothing); PRR divides by the exact window sum
+    (0 where it is 0) where the official code adds 1e-10; the rule applies at ReLUs only (the
+    official override also thresholds at Elu, Sigmoid, Tanh, Softplus, Relu6 and Softsign);
+    the percentile of a 3-D activation is taken over all its units (the official code: axis 1).
 
     Args:
       f: function of one example returning a real scalar score (the max logit in the paper).
       q: percentile in [0, 100] (default 98 when ``tau`` is not given). ``q=100`` gives zeros;
         ``q=0`` is NOT the plain gradient (dead units pass when the threshold is negative).
+        A ``q`` in (0, 1) warns (it is a percentile, not a fraction).
       tau: fixed threshold instead of a percentile (``tau=0`` equals Guided Backprop on ReLU nets).
       maxpool: ``"winner"`` (ordinary max-pool gradient) or ``"prr"`` (proportional
         redistribution ``R_i = x_i / sum_window(x) * R_out``, as in the official code).
       padding_trick: zero the outer one-pixel ring of the gradient at the output of each
         SAME-padded convolution (the official code's border-artefact fix). Default False.
       argnums, has_aux: as in ``jax.grad``.
-      select: percentile algorithm, ``"radix"`` (exact, default), ``"top_k"`` or ``"sort"``
-        (also exact; for benchmarking).
+      select: percentile algorithm, one of ``jaxattr._select.METHODS`` (all exact; ``"auto"``
+        picks the fastest measured on the backend; the others are for benchmarking).
 
     Returns:
       ``g`` with ``f``'s signature returning a backward-only map shaped like ``x``.
 
     Raises:
-      ArgumentError: q outside [0, 100], both q and tau, unknown maxpool.
-      TypeError: non-scalar score or non-floating input (trace time).
+      ArgumentError: q outside [0, 100], both q and tau, non-finite tau, unknown maxpool or
+        select (an ArgumentTypeError, also a TypeError, for a wrong type such as ``q=True``).
+      ArgumentTypeError: at trace time, a non-scalar score or a non-floating input.
       ForwardModeError: if the map is differentiated (jvp, jacfwd, hessian, grad).
 
     Example:
@@ -328,20 +429,22 @@ def rectgrad(
       to Noisy Saliency Maps", arXiv:1902.04893.
     """
     if q is not None and tau is not None:
-        raise ArgumentError(f"rectgrad: give q or tau, not both (got q={q}, tau={tau})")
+        fail("rectgrad", "tau", tau, f"was given together with q={q!r}",
+             "either q (a percentile) or tau (a fixed threshold), not both")
     if tau is not None:
-        if not (isinstance(tau, int | float) and math.isfinite(tau)):
-            raise ArgumentError(f"rectgrad: tau={tau!r} must be a finite number")
-        rule = _fixed_threshold_rule(float(tau))
+        rule = _fixed_threshold_rule(check_real(tau, "tau", fn="rectgrad"))
     else:
-        q = 98.0 if q is None else q
-        if not (isinstance(q, int | float) and 0.0 <= q <= 100.0):
-            raise ArgumentError(f"rectgrad: q={q!r} must be a number in [0, 100]")
-        if select not in ("radix", "top_k", "sort"):
-            raise ArgumentError(f"rectgrad: select={select!r} must be 'radix', 'top_k' or 'sort'")
-        rule = _percentile_rule(float(q), select)
-    if maxpool not in ("winner", "prr"):
-        raise ArgumentError(f"rectgrad: maxpool={maxpool!r} must be 'winner' or 'prr'")
+        q = 98.0 if q is None else check_real(
+            q, "q", fn="rectgrad", lo=0, hi=100, expected="a percentile in [0, 100] (default 98)")
+        if 0 < q < 1:
+            warnings.warn(
+                f"rectgrad: q={q} is a percentile in [0, 100], not a fraction: it keeps the "
+                f"units above the {q}th percentile (about {100 - q:.1f}% of each layer). Did you "
+                f"mean q={100 * q:g}?", AttributionWarning, stacklevel=2)
+        select = check_choice(select, "select", _SELECT_METHODS, fn="rectgrad")
+        rule = _percentile_rule(q, select)
+    maxpool = check_choice(maxpool, "maxpool", ("winner", "prr"), fn="rectgrad")
+    padding_trick = check_bool(padding_trick, "padding_trick", fn="rectgrad")
     rules = Rules(
         relu=rule,
         maxpool=_prr_maxpool if maxpool == "prr" else None,
@@ -350,11 +453,13 @@ def rectgrad(
     return _modified_grad(f, rules, argnums, has_aux, "rectgrad")
 
 
+@_mark_transform
 def times_input(a: Callable, *, argnums: int = 0, has_aux: bool = False) -> Callable:
     """``x -> a(x) * x``: gradient-times-input from any attribution function ``a``.
 
     Args:
-      a: attribution function (e.g. ``saliency(f)``, ``rectgrad(f)``).
+      a: attribution function (e.g. ``saliency(f)``, ``rectgrad(f)``); the returned function
+        takes ``a``'s arguments, ``g(*args, **kwargs) = a(*args, **kwargs) * args[argnums]``.
       argnums: which positional argument multiplies the map.
       has_aux: ``a`` returns ``(map, aux)``; then ``(map * x, aux)`` is returned.
 
@@ -363,13 +468,20 @@ def times_input(a: Callable, *, argnums: int = 0, has_aux: bool = False) -> Call
       >>> ja.times_input(ja.saliency(lambda x: jnp.sum(x ** 2)))(jnp.array([1.0, -2.0])).tolist()
       [2.0, 8.0]
     """
+    expected = "an attribution function such as ja.rectgrad(f)"
+    if is_transform(a):
+        fail_type("times_input", "a", a, "is a transform, not an attribution function", expected,
+                  "apply it to your score function first: times_input(rectgrad(f))")
+    a = check_callable(a, "a", fn="times_input", expected=expected)
+    argnums = check_int(argnums, "argnums", fn="times_input", minimum=0)
+    has_aux = check_bool(has_aux, "has_aux", fn="times_input")
 
     @functools.wraps(a)
-    def g(*args: Any):
-        out = a(*args)
-        if has_aux:
-            m, aux = out
-            return m * args[argnums], aux
-        return out * args[argnums]
+    def g(*args: Any, **kwargs: Any):
+        out = a(*args, **kwargs)
+        m, aux = out if has_aux else (out, None)
+        m = jax.tree_util.tree_map(lambda mi, xi: mi * xi, m, args[argnums])
+        return (m, aux) if has_aux else m
 
+    setattr(g, _MAP, True)
     return g
