@@ -170,7 +170,7 @@ def _load_function(spec: str) -> Callable[..., Any]:
             raise _CliError(f"module {module!r} has no attribute {name!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise _CliError(f"{spec} is a {type(obj).__name__}, not a function")
+        raise _CliError(f"{spec} is not a function (it has type {type(obj).__name__})")
     return obj
 
 

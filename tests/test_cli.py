@@ -48,9 +48,8 @@ def test_demo_writes_png_and_prints_table(demo_run):
         m = ROW.match(line)
         if m and m["name"].strip() in METHODS:
             rows[m["name"].strip()] = m
-    smoothgrad_skipped = "smoothgrad n=10: skipped" in text
-    expected = [n for n in METHODS if not (smoothgrad_skipped and n.startswith("smoothgrad"))]
-    assert sorted(rows) == sorted(expected)
+    assert sorted(rows) == sorted(METHODS)
+    assert "skipped" not in text
     for m in rows.values():
         assert float(m["ms"]) > 0 and float(m["comp"]) > 0
         assert 0.0 <= float(m["ink"]) <= 1.0 and float(m["tv"]) > 0
@@ -105,14 +104,128 @@ def test_pick_images_first_of_each_class():
 
 
 @pytest.mark.parametrize("q", [98.0, 90.0, 50.0])
-def test_kept_units_match_numpy_percentile_nearest(q):
-    # independent reference: count distinct values strictly above numpy's 'nearest' percentile
+def test_kept_units_match_what_rectgrad_keeps(q):
+    # independent reference: the engine itself. On n distinct positive ReLU inputs with unit
+    # gradient, a * R = x, and rectgrad passes the gradient of exactly the units it keeps.
+    import jax
+    import jax.numpy as jnp
+
+    import jaxattr as ja
+
+    kept = {}
+    for n in (2048, 1024, 256):
+        x = jnp.arange(1, n + 1, dtype=jnp.float32) / n
+        g = ja.rectgrad(lambda x: jnp.sum(jax.nn.relu(x)), q=q)(x)
+        kept[n] = int(np.count_nonzero(np.asarray(g)))
     sizes = [8 * 8 * 32, 8 * 8 * 32, 4 * 4 * 64, 4 * 4 * 64, 256]
-    ref = []
-    for n in sizes:
-        v = np.arange(n, dtype=np.float64)
-        ref.append(int(np.sum(v > np.percentile(v, q, method="nearest"))))
-    assert cli._kept(CifarCNN(), q) == "/".join(map(str, ref))
+    assert cli._kept(CifarCNN(), q) == "/".join(str(kept[n]) for n in sizes)
+
+
+def test_kept_units_use_tf_nearest_not_numpy_nearest():
+    # q=50 on 2048 units: (n-1)(1-q/100) = 1023.5 rounds half to even -> 1024 kept (TF, the
+    # engine); numpy's percentile(method="nearest") would keep 1023
+    assert cli._kept(CifarCNN(), 50.0) == "1024/1024/512/512/128"
+
+
+# ------------------------------------------------------------------------------------ explain
+
+SCORE_MODULE = """
+import jax.numpy as jnp
+
+def score(x, y):
+    return jnp.tanh(x * jnp.arange(1.0, 4.0))[y]
+
+def total(x):
+    return jnp.sum(jnp.sin(x))
+
+not_a_function = 3
+"""
+
+
+@pytest.fixture
+def explain_dir(tmp_path, monkeypatch):
+    (tmp_path / "scoremod_cli.py").write_text(SCORE_MODULE)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 3)).astype(np.float32)
+    y = (np.arange(9) % 3).astype(np.int32)
+    np.save("x.npy", x)
+    np.save("y.npy", y)
+    np.savez("xy.npz", x=x, y=y)
+    return x, y
+
+
+def _explain(argv, capsys):
+    rc = cli.main(["explain", *argv, "--no-progress"])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_explain_labels_from_npy_and_npz(explain_dir, capsys):
+    x, y = explain_dir
+    c = np.arange(1.0, 4.0)
+    z = np.tanh(x * c)
+    expected = np.zeros_like(x)
+    expected[np.arange(9), y] = ((1 - z**2) * c)[np.arange(9), y]  # d tanh(c_y x_y) / dx
+    for data, out in (("x.npy,y.npy", "o1"), ("xy.npz", "o2")):
+        rc, text, err = _explain(["scoremod_cli:score", data, "--method", "saliency",
+                                  "--out", out, "--batch-size", "4"], capsys)
+        assert rc == 0, err
+        assert "explained 9 examples with saliency" in text and f"(9, 3) float32 in {out}" in text
+        np.testing.assert_allclose(np.load(f"{out}/attribution.npy"), expected, rtol=1e-5,
+                                   atol=1e-6)
+    # the same command again finds the run complete: no error, nothing changes
+    before = np.load("o1/attribution.npy")
+    rc, _, _ = _explain(["scoremod_cli:score", "x.npy,y.npy", "--method", "saliency", "--out",
+                         "o1", "--batch-size", "4"], capsys)
+    assert rc == 0
+    np.testing.assert_array_equal(np.load("o1/attribution.npy"), before)
+
+
+def test_explain_noise_method_uses_the_key(explain_dir, capsys):
+    import jax
+    import jax.numpy as jnp
+
+    import jaxattr as ja
+
+    x, _ = explain_dir
+    rc, _, err = _explain(["scoremod_cli:total", "x.npy", "--method", "smoothgrad", "--n", "4",
+                           "--key", "5", "--out", "sg", "--batch-size", "4"], capsys)
+    assert rc == 0, err
+    sg = ja.smoothgrad(ja.saliency(lambda x: jnp.sum(jnp.sin(x))), sigma=0.15, n=4)
+    key = jax.random.key(5)
+    expected = np.stack([sg(x[i], jax.random.fold_in(key, i)) for i in range(9)])
+    np.testing.assert_allclose(np.load("sg/attribution.npy"), expected, rtol=1e-5, atol=1e-6)
+    rc, _, err = _explain(["scoremod_cli:total", "x.npy", "--method", "smoothgrad", "--n", "4",
+                           "--key", "6", "--out", "sg", "--batch-size", "4"], capsys)
+    assert rc == 2 and "holds another run: key" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["scoremod_cli", "x.npy"], r"MODULE:FUNCTION='scoremod_cli' has no ':'"),
+        (["nosuchmodule_xyz:f", "x.npy"], r"cannot import module 'nosuchmodule_xyz'"),
+        (["scoremod_cli:nope", "x.npy"], r"module 'scoremod_cli' has no attribute 'nope'"),
+        (["scoremod_cli:not_a_function", "x.npy"],
+         r"scoremod_cli:not_a_function is not a function \(it has type int\)"),
+        (["scoremod_cli:total", "missing.npy"], r"DATA file 'missing.npy' does not exist"),
+        (["scoremod_cli:total", "x.npy", "--batch-size", "4"],
+         r"explain_dataset: out='.*' holds another run: batch_size \(32 -> 4\)"),
+    ],
+)
+def test_explain_errors_exit_2_with_one_line(explain_dir, capsys, argv, match):
+    cli.main(["explain", "scoremod_cli:total", "x.npy", "--method", "saliency", "--out", "o",
+              "--no-progress"])
+    rc, _, err = _explain([*argv, "--method", "saliency", "--out", "o"], capsys)
+    assert rc == 2
+    assert re.search("jaxattr explain: error: " + match, err), err
+
+
+def test_explain_bad_options_exit_2(explain_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["explain", "scoremod_cli:total", "x.npy", "--method", "lime", "--out", "o"])
+    assert e.value.code == 2 and "invalid choice: 'lime'" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ plotting
