@@ -9,6 +9,7 @@ import sklearn.datasets
 from flax import nnx
 
 from jaxattr.data import Digits, load_digits, stroke_mask
+from jaxattr.errors import ArgumentError, ArgumentTypeError
 from jaxattr.models import (
     NNXCNN,
     CifarCNN,
@@ -122,16 +123,17 @@ def test_cifar_cnn_architecture_on_digits_and_cifar():
 @pytest.mark.parametrize(
     ("model", "shape", "match"),
     [
-        (CifarCNN(features=(1, 2, 3)), (8, 8, 1), r"features=\(1, 2, 3\) must be 4 positive ints"),
-        (CifarCNN(features=(8, 8, 0, 8)), (8, 8, 1), r"features=\(8, 8, 0, 8\) must be 4"),
-        (CifarCNN(dense=0), (8, 8, 1), r"dense=0 must be > 0"),
-        (CifarCNN(num_classes=0), (8, 8, 1), r"num_classes=0 must be > 0"),
-        (CifarCNN(), (6, 8, 1), r"H=6 and W=8 must be divisible by 4"),
-        (CifarCNN(), (8, 8), r"x.shape=\(8, 8\) must be \(H, W, C\) or \(N, H, W, C\)"),
+        (CifarCNN(features=(1, 2, 3)), (8, 8, 1),
+         r"^CifarCNN: features=\(1, 2, 3\) is not 4 positive ints"),
+        (CifarCNN(features=(8, 8, 0, 8)), (8, 8, 1), r"^CifarCNN: features=\(8, 8, 0, 8\) is not"),
+        (CifarCNN(dense=0), (8, 8, 1), r"^CifarCNN: dense=0 is < 1"),
+        (DigitsCNN(num_classes=0), (8, 8, 1), r"^DigitsCNN: num_classes=0 is < 1"),
+        (CifarCNN(), (6, 8, 1), r"^CifarCNN: x.shape=\(6, 8, 1\) has H=6 and W=8, not both "),
+        (CifarCNN(), (8, 8), r"^CifarCNN: x.shape=\(8, 8\) has 2 axes; expected \(H, W, C\) or "),
     ],
 )
 def test_cnn_errors(model, shape, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArgumentError, match=match):
         jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(shape, F32))
 
 
@@ -176,20 +178,25 @@ def test_train_is_pure_and_keyed(digits):
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"steps": 0}, ValueError, r"steps=0 must be an int > 0"),
-        ({"steps": 2.5}, ValueError, r"steps=2.5 must be an int > 0"),
-        ({"lr": 0.0}, ValueError, r"lr=0.0 must be > 0"),
-        ({"batch_size": 0}, ValueError, r"batch_size=0 must be an int > 0"),
-        ({"data": np.zeros(3)}, TypeError, r"data must be a pair \(images, labels\), got ndarray"),
-        ({"data": (np.zeros((4, 8, 8)), np.zeros(4, int))}, ValueError,
-         r"images.shape=\(4, 8, 8\) must be \(N, H, W, C\)"),
-        ({"data": (np.zeros((4, 8, 8, 1)), np.zeros(3, int))}, ValueError,
-         r"labels.shape=\(3,\), dtype=int\d+ must be integer with shape \(4,\)"),
-        ({"data": (np.zeros((4, 8, 8, 1)), np.zeros(4))}, ValueError,
-         r"dtype=float\d+ must be integer"),
-        ({"data": (np.zeros((0, 8, 8, 1)), np.zeros(0, int))}, ValueError, r"data is empty"),
-        ({"key": jnp.zeros(2, F32)}, TypeError, r"must be a PRNG key"),
-        ({"key": jax.random.split(jax.random.PRNGKey(0), 3)}, TypeError, r"must be a PRNG key"),
+        ({"steps": 0}, ArgumentError, r"^train: steps=0 is < 1; expected an int >= 1"),
+        ({"steps": 2.5}, ArgumentTypeError, r"^train: steps=2.5 has type float; expected an int"),
+        ({"lr": 0.0}, ArgumentError, r"^train: lr=0.0 is out of range; expected .* \(0, inf\]"),
+        ({"batch_size": 0}, ArgumentError, r"^train: batch_size=0 is < 1"),
+        ({"data": np.zeros(3)}, ArgumentTypeError,
+         r"^train: data=.* has type ndarray; expected a pair \(images, labels\)"),
+        ({"data": (np.zeros((4, 8, 8)), np.zeros(4, int))}, ArgumentError,
+         r"^train: images.shape=\(4, 8, 8\) has 3 axes; expected \(N, H, W, C\)"),
+        ({"data": (np.zeros((4, 8, 8, 1)), np.zeros(3, int))}, ArgumentError,
+         r"^train: labels=.* has shape \(3,\) and dtype int\d+; expected integer labels of "
+         r"shape \(4,\)"),
+        ({"data": (np.zeros((4, 8, 8, 1)), np.zeros(4))}, ArgumentError,
+         r"dtype float\d+; expected integer labels"),
+        ({"data": (np.zeros((0, 8, 8, 1)), np.zeros(0, int))}, ArgumentError,
+         r"^train: images.shape=\(0, 8, 8, 1\) is empty"),
+        ({"key": jnp.zeros(2, F32)}, ArgumentTypeError, r"^train: key=.* is not a PRNG key"),
+        ({"key": jax.random.split(jax.random.PRNGKey(0), 3)}, ArgumentError,
+         r"^train: key=.* holds 3 legacy keys"),
+        ({"key": None}, ArgumentTypeError, r"^train: key=None is missing"),
     ],
 )
 def test_train_errors(kwargs, exc, match):
@@ -233,11 +240,13 @@ def test_score_fn_is_max_logit_or_label_logit(trained, digits):
 @pytest.mark.parametrize(
     ("label", "exc", "match"),
     [
-        (10, ValueError, r"label=10 must be in \[0, 10\)"),
-        (-1, ValueError, r"label=-1 must be in \[0, 10\)"),
-        (1.5, TypeError, r"label=1.5 must be an int, an integer array or None"),
-        (True, TypeError, r"label=True must be an int"),
-        (jnp.array(0.5), TypeError, r"must be an int, an integer array or None"),
+        (10, ArgumentError, r"^score_fn: label=10 is out of range; expected a class index in "
+         r"\[0, 10\)"),
+        (-1, ArgumentError, r"^score_fn: label=-1 is out of range"),
+        (1.5, ArgumentTypeError, r"^score_fn: label=1.5 has type float; expected an int, an "
+         r"integer array or None"),
+        (True, ArgumentTypeError, r"^score_fn: label=True has type bool"),
+        (jnp.array(0.5), ArgumentTypeError, r"expected an int, an integer array or None"),
     ],
 )
 def test_score_fn_label_errors(label, exc, match):
@@ -249,36 +258,76 @@ def test_score_fn_rejects_a_batch():
     model = DigitsCNN()
     v = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((8, 8, 1), F32))
     score = score_fn(model, v)
-    with pytest.raises(ValueError, match=r"score takes ONE example: x.shape=\(2, 8, 8, 1\)"):
+    with pytest.raises(ArgumentError, match=r"^score_fn: x.shape=\(2, 8, 8, 1\) is not one "
+                       r"example; expected \(H, W, C\)\. the score takes ONE example"):
         jax.eval_shape(score, jnp.zeros((2, 8, 8, 1), F32))
 
 
 # ------------------------------------------------------------------------------- NNX, Equinox
 
 
-def test_nnx_cnn_runs_and_differentiates():
+def _np_conv_same(x, k, b):
+    """numpy 3x3 SAME convolution, NHWC x HWIO (an independent reference for the CNNs)."""
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(1, 2))  # N,H,W,C,3,3
+    return np.einsum("nhwcij,ijco->nhwo", win, k) + b
+
+
+def _np_pool(x):
+    n, h, w, c = x.shape
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def _np_cnn(p, x):
+    """numpy forward of the CifarCNN architecture from a dict of float64 parameters."""
+    relu = lambda a: np.maximum(a, 0)
+    h = relu(_np_conv_same(x, *p["conv1"]))
+    h = _np_pool(relu(_np_conv_same(h, *p["conv2"])))
+    h = relu(_np_conv_same(h, *p["conv3"]))
+    h = _np_pool(relu(_np_conv_same(h, *p["conv4"])))
+    h = relu(h.reshape(len(h), -1) @ p["dense1"][0] + p["dense1"][1])
+    return h @ p["logits"][0] + p["logits"][1]
+
+
+def _directional_fd(fn, x, v, h=1e-5):
+    return (fn(x + h * v) - fn(x - h * v)) / (2 * h)
+
+
+def test_nnx_cnn_matches_a_numpy_forward_and_finite_differences():
+    """NNXCNN against a numpy re-implementation of the architecture with its own parameters
+    (float64) and its gradient against numpy central differences along a random direction.
+    Mutations caught: a missing ReLU or pool, swapped conv order, a wrong gradient (x2, sign)."""
     m = NNXCNN(rngs=nnx.Rngs(jax.random.key(0, impl="rbg")))
     assert m.conv1.kernel[...].shape == (3, 3, 1, 16)
     assert m.dense1.kernel[...].shape == (2 * 2 * 32, 64)
-    x = jax.random.uniform(jax.random.key(1, impl="rbg"), (3, 8, 8, 1), F32)
-    out = m(x)
+    p = {name: (np.asarray(getattr(m, name).kernel[...], np.float64),
+                np.asarray(getattr(m, name).bias[...], np.float64))
+         for name in ("conv1", "conv2", "conv3", "conv4", "dense1", "logits")}
+    x = np.random.default_rng(1).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+    out = m(jnp.asarray(x))
     assert out.shape == (3, 10) and out.dtype == F32
-    np.testing.assert_allclose(m(x[1]), out[1], rtol=1e-5, atol=1e-5)
-    g = jax.grad(lambda xi: m(xi).max())(x[0])
-    assert g.shape == (8, 8, 1) and bool(jnp.any(g != 0))
+    ref = _np_cnn(p, x.astype(np.float64))
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_allclose(m(jnp.asarray(x[1])), out[1], rtol=1e-5, atol=1e-6)
+    label = int(ref[0].argmax())
+    g = np.asarray(jax.grad(lambda xi: m(xi)[label])(jnp.asarray(x[0])), np.float64)
+    v = np.random.default_rng(2).normal(size=x[0].shape)
+    fd = _directional_fd(lambda y: _np_cnn(p, y[None])[0, label], x[0].astype(np.float64), v)
+    assert abs(np.vdot(g, v) - fd) <= 1e-4 * np.linalg.norm(g) * np.linalg.norm(v)
+    assert abs(np.vdot(g, v)) > 1e-2 * np.linalg.norm(g) * np.linalg.norm(v)  # not ~0 by chance
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"image_size": (6, 8)}, r"H=6 and W=8 must be divisible by 4"),
-        ({"features": (4, 4, 4)}, r"features=\(4, 4, 4\) must be 4 positive ints"),
-        ({"in_features": 0}, r"in_features=0 must be > 0"),
-        ({"dense": -1}, r"dense=-1 must be > 0"),
+        ({"image_size": (6, 8)}, r"^NNXCNN: x.shape=\(6, 8, 1\) has H=6 and W=8, not both"),
+        ({"features": (4, 4, 4)}, r"^NNXCNN: features=\(4, 4, 4\) is not 4 positive ints"),
+        ({"in_features": 0}, r"^NNXCNN: in_features=0 is < 1"),
+        ({"dense": -1}, r"^NNXCNN: dense=-1 is < 1"),
     ],
 )
 def test_nnx_cnn_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ArgumentError, match=match):
         NNXCNN(rngs=nnx.Rngs(0), **kwargs)
 
 
@@ -289,20 +338,44 @@ def test_nnx_cnn_rejects_wrong_input_shape():
     def call(x):
         return nnx.merge(graphdef, state)(x)
 
-    with pytest.raises(ValueError, match=r"must end with image_shape=\(8, 8, 1\)"):
+    with pytest.raises(ArgumentError, match=r"^NNXCNN: x.shape=\(2, 8, 8, 3\) does not match "
+                       r"the model; expected a shape ending with image_shape=\(8, 8, 1\)"):
         jax.eval_shape(call, jnp.zeros((2, 8, 8, 3), F32))
 
 
-def test_equinox_mlp():
+def test_equinox_mlp_matches_numpy_and_finite_differences():
+    """EqxMLP against a numpy ReLU MLP with its own weights, and its gradient against numpy
+    central differences. Mutations caught: a missing activation, a wrong layer count, a wrong
+    gradient."""
     mlp = EqxMLP(key=jax.random.key(0, impl="rbg"))
     assert isinstance(mlp, eqx.Module)
-    x = jnp.linspace(0, 1, 64, dtype=F32).reshape(8, 8, 1)
-    assert eqx.filter_jit(mlp)(x).shape == (10,)
-    # the hidden activation is the ReLU the modified-backprop rules look for
-    assert mlp.mlp.activation is jax.nn.relu
-    g = jax.jit(jax.grad(lambda xi: mlp(xi).max()))(x)
+    assert mlp.mlp.activation is jax.nn.relu  # the ReLU the modified-backprop rules look for
+    layers = [(np.asarray(lin.weight, np.float64), np.asarray(lin.bias, np.float64))
+              for lin in mlp.mlp.layers]
+    assert [w.shape for w, _ in layers] == [(64, 64), (64, 64), (10, 64)]
+
+    def np_mlp(x):
+        h = x.reshape(-1)
+        for i, (w, b) in enumerate(layers):
+            h = w @ h + b
+            h = np.maximum(h, 0) if i < len(layers) - 1 else h
+        return h
+
+    x = np.linspace(0, 1, 64).reshape(8, 8, 1)
+    out = eqx.filter_jit(mlp)(jnp.asarray(x, F32))
+    assert out.shape == (10,)
+    np.testing.assert_allclose(out, np_mlp(x), rtol=1e-4, atol=1e-5)
+    label = int(np_mlp(x).argmax())
+    g = np.asarray(jax.jit(jax.grad(lambda xi: mlp(xi)[label]))(jnp.asarray(x, F32)), np.float64)
     assert g.shape == (8, 8, 1)
-    with pytest.raises(ValueError, match=r"x.shape=\(2, 8, 8, 1\) must be in_shape=\(8, 8, 1\)"):
+    v = np.random.default_rng(3).normal(size=x.shape)
+    fd = _directional_fd(lambda y: np_mlp(y)[label], x, v)
+    assert abs(np.vdot(g, v) - fd) <= 1e-4 * np.linalg.norm(g) * np.linalg.norm(v)
+    assert abs(np.vdot(g, v)) > 1e-2 * np.linalg.norm(g) * np.linalg.norm(v)
+    with pytest.raises(ArgumentError, match=r"^EqxMLP: x.shape=\(2, 8, 8, 1\) does not match the "
+                       r"model; expected in_shape=\(8, 8, 1\)\. the model takes ONE example"):
         mlp(jnp.zeros((2, 8, 8, 1), F32))
-    with pytest.raises(ValueError, match=r"width=0, depth=2, num_classes=10"):
+    with pytest.raises(ArgumentError, match=r"^EqxMLP: width=0 is < 1"):
         EqxMLP(width=0, key=jax.random.key(0))
+    with pytest.raises(ArgumentError, match=r"^EqxMLP: depth=-1 is < 0"):
+        EqxMLP(depth=-1, key=jax.random.key(0))
