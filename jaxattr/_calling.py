@@ -24,7 +24,38 @@ import numpy as np
 
 from ._checks import fail_type
 
-__all__ = ["Static", "jit_with_static", "split"]
+__all__ = [
+    "Static",
+    "is_map_function",
+    "is_transform",
+    "jit_with_static",
+    "mark_map",
+    "mark_transform",
+    "split",
+]
+
+_TRANSFORM = "_jaxattr_transform"  # marks the public transforms (f -> map function)
+_MAP = "_jaxattr_map"  # marks the map functions they return
+
+
+def mark_transform(t: Callable) -> Callable:
+    setattr(t, _TRANSFORM, True)
+    return t
+
+
+def mark_map(g: Callable) -> Callable:
+    setattr(g, _MAP, True)
+    return g
+
+
+def is_transform(obj: Any) -> bool:
+    """Whether ``obj`` is a jaxattr transform (``f -> map function``), e.g. ``rectgrad``."""
+    return bool(getattr(obj, _TRANSFORM, False))
+
+
+def is_map_function(obj: Any) -> bool:
+    """Whether ``obj`` is a function returned by a jaxattr transform, e.g. ``rectgrad(f)``."""
+    return bool(getattr(obj, _MAP, False))
 
 _ARRAY_TYPES = (jax.Array, np.ndarray, np.generic)
 

@@ -78,7 +78,7 @@ def check_int(value: Any, name: str, *, fn: str, minimum: int | None = None,
     except TypeError:
         fail_type(fn, name, value, f"has type {type(value).__name__}", "an int")
     if minimum is not None and index < minimum:
-        fail(fn, name, value, f"is < {minimum}", f"an int >= {minimum}", hint)
+        fail(fn, name, value, f"is < {minimum}", f"an int >= {minimum}{hint}")
     return index
 
 

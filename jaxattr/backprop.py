@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._calling import jit_with_static
+from ._calling import is_transform, jit_with_static, mark_map, mark_transform
 from ._checks import (
     check_bool,
     check_callable,
@@ -52,25 +52,6 @@ Argnums = int | Sequence[int]
 
 # ---------------------------------------------------------------------------------------------
 # Validation shared by every transform.
-
-_TRANSFORM = "_jaxattr_transform"  # marks the public transforms (f -> map function)
-_MAP = "_jaxattr_map"  # marks the map functions they return
-
-
-def _mark_transform(t: Callable) -> Callable:
-    setattr(t, _TRANSFORM, True)
-    return t
-
-
-def is_transform(obj: Any) -> bool:
-    """Whether ``obj`` is a jaxattr transform (``f -> map function``), e.g. ``rectgrad``."""
-    return bool(getattr(obj, _TRANSFORM, False))
-
-
-def is_map_function(obj: Any) -> bool:
-    """Whether ``obj`` is a function returned by a jaxattr transform, e.g. ``rectgrad(f)``."""
-    return bool(getattr(obj, _MAP, False))
-
 
 def _check_score_fn(f: Any, fn: str) -> Callable:
     expected = "a function of one example returning a real scalar score (e.g. one logit)"
@@ -170,8 +151,7 @@ def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, n
     g = jit_with_static(compute, fn=name, dynamic_argnums=argnums_t,
                         wrap=functools.partial(_backward_only, name=name))
     g = functools.wraps(f)(g)
-    setattr(g, _MAP, True)
-    return g
+    return mark_map(g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +241,7 @@ def _zero_border_gradient(y, spatial_dims: tuple[int, ...]):
 # ---------------------------------------------------------------------------------------------
 # Public transforms.
 
-@_mark_transform
+@mark_transform
 def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """The plain gradient of a scalar score: ``jax.grad`` with attribution-friendly checks.
 
@@ -308,11 +288,10 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Cal
         _check_inputs(args, argnums_t, "saliency")
         return grad_fn(*args, **kwargs)
 
-    setattr(g, _MAP, True)
-    return g
+    return mark_map(g)
 
 
-@_mark_transform
+@mark_transform
 def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """Guided Backpropagation: at every ReLU, ``R_in = where(x_in > 0, relu(R_out), 0)``.
 
@@ -333,7 +312,7 @@ def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False)
     return _modified_grad(f, Rules(relu=_guided_rule), argnums, has_aux, "guided_backprop")
 
 
-@_mark_transform
+@mark_transform
 def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
     """DeconvNet: at every ReLU, ``R_in = relu(R_out)`` (ignores the forward activation).
 
@@ -353,7 +332,7 @@ def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Ca
     return _modified_grad(f, rules, argnums, has_aux, "deconvnet")
 
 
-@_mark_transform
+@mark_transform
 def rectgrad(
     f: Callable,
     *,
@@ -453,7 +432,7 @@ def rectgrad(
     return _modified_grad(f, rules, argnums, has_aux, "rectgrad")
 
 
-@_mark_transform
+@mark_transform
 def times_input(a: Callable, *, argnums: int = 0, has_aux: bool = False) -> Callable:
     """``x -> a(x) * x``: gradient-times-input from any attribution function ``a``.
 
@@ -483,5 +462,4 @@ def times_input(a: Callable, *, argnums: int = 0, has_aux: bool = False) -> Call
         m = jax.tree_util.tree_map(lambda mi, xi: mi * xi, m, args[argnums])
         return (m, aux) if has_aux else m
 
-    setattr(g, _MAP, True)
-    return g
+    return mark_map(g)

@@ -6,24 +6,33 @@ Each transform maps an attribution function ``a: x -> array`` (``jaxattr.salienc
 at a time in index order, so the result does not depend on ``chunk``: ``chunk`` only bounds memory
 (``chunk`` evaluations of ``a`` are live at once; peak memory is flat in ``n``). The variance is
 accumulated with Welford's update, which stays accurate in float32 when mean^2/var is large.
+
+Calling convention: ``g(x, key, *args, **kwargs)`` evaluates ``a(x + eps_i, *args, **kwargs)``:
+only ``x`` is perturbed; the other arguments (a label, a mask) are passed through as in
+``jax.grad`` (arrays traced, hashable non-arrays static), so explaining each example for its own
+class is ``jax.vmap(smoothgrad(saliency(f)))(xs, keys, ys)`` with ``f(x, y) = model(x)[y]``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from ._checks import check_int, check_key
-
-
-def _check_int(name: str, value, minimum: int, hint: str = "") -> int:
-    return check_int(value, name, fn="jaxattr", minimum=minimum, hint=hint)
+from ._calling import is_transform, jit_with_static, mark_map, mark_transform
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_floating,
+    check_int,
+    check_key,
+    check_real,
+    fail,
+    fail_type,
+)
 
 __all__ = ["smoothgrad", "smoothgrad_sq", "vargrad"]
 
@@ -34,52 +43,39 @@ _UNROLL = 1  # in-chunk fold: a plain loop (unrolling costs compile time, saves 
 # validation helpers (shared with jaxattr.path)
 
 
-def _check_chunk(chunk: Any, n: int, n_name: str = "n") -> int:
+def _check_chunk(chunk: Any, n: int, fn: str, n_name: str = "n") -> int:
     """``chunk=None`` means all ``n`` at once; a chunk that does not divide ``n`` is allowed (the
     last pass is smaller); a chunk larger than ``n`` is rejected as a likely mistake."""
     if chunk is None:
         return n
-    chunk = _check_int("chunk", chunk, 1)
+    chunk = check_int(chunk, "chunk", fn=fn, minimum=1)
     if chunk > n:
-        raise ValueError(f"chunk={chunk} must be <= {n_name}={n} (or None for all at once)")
+        fail(fn, "chunk", chunk, f"is larger than {n_name}={n}",
+             f"an int in [1, {n_name}], or None for all at once")
     return chunk
 
 
-def _check_floating(x: Any, name: str = "x") -> jax.Array:
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(
-            f"{name} must have a floating dtype, got {x.dtype}; cast it first, e.g. x.astype(float)"
-        )
-    return x
+def _check_unroll(unroll: Any, fn: str) -> int | bool:
+    if isinstance(unroll, bool):
+        return unroll
+    return check_int(unroll, "unroll", fn=fn, minimum=1, hint=" (or True / False)")
 
 
-def _check_key(key: Any) -> jax.Array:
-    return check_key(key, fn="jaxattr")
+def _check_attribution_fn(a: Any, fn: str) -> Callable:
+    expected = "an attribution function a(x, *args) -> map, such as ja.saliency(f)"
+    if is_transform(a):
+        fail_type(fn, "a", a, "is a transform, not an attribution function", expected,
+                  f"apply it to your score function first: {fn}(ja.rectgrad(f))")
+    return check_callable(a, "a", fn=fn, expected=expected)
 
 
-def _check_sigma(sigma: Any) -> Any:
-    if isinstance(sigma, (list, tuple)) or (hasattr(sigma, "shape") and jnp.ndim(sigma) != 0):
-        raise ValueError(f"sigma must be a scalar, got shape {np.shape(sigma)}")
-    if isinstance(sigma, jax.core.Tracer):
-        return sigma  # traced (e.g. vmapped over sigma): cannot be checked here
-    try:
-        value = float(sigma)
-    except (TypeError, ValueError):
-        raise TypeError(f"sigma={sigma!r} must be a real number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"sigma={sigma} must be > 0 and finite")
-    return sigma
+def _check_sigma(sigma: Any, fn: str) -> Any:
+    return check_real(sigma, "sigma", fn=fn, lo=0, lo_open=True, allow_traced=True,
+                      expected="a finite noise level > 0")
 
 
 # ----------------------------------------------------------------------------------------------
 # chunked evaluation
-
-
-def _check_unroll(unroll: Any) -> int | bool:
-    if isinstance(unroll, bool) or (isinstance(unroll, int) and unroll >= 1):
-        return unroll
-    raise ValueError(f"unroll={unroll!r} must be True, False or an int >= 1")
 
 
 def _fold_chunks(step: Callable, carry: Any, n: int, chunk: int, unroll: int | bool = 1) -> Any:
@@ -181,33 +177,39 @@ def _aggregate(
 
 
 def _noise_transform(a, *, sigma, n, chunk, relative, antithetic, stat, ddof, name, unroll=1):
-    if not callable(a):
-        raise TypeError(f"{name} expects an attribution function a: x -> array, got {type(a)}")
-    sigma = _check_sigma(sigma)
+    a = _check_attribution_fn(a, name)
+    sigma = _check_sigma(sigma, name)
     min_n = ddof + 1 if stat == "var" else 1
-    hint = f" for {name} with ddof={ddof}" if stat == "var" else ""
-    n = _check_int("n", n, min_n, hint)
-    chunk = _check_chunk(chunk, n)
-    unroll = _check_unroll(unroll)
+    hint = (f" (the sample variance with ddof={ddof} needs n > ddof)" if stat == "var" else "")
+    n = check_int(n, "n", fn=name, minimum=min_n, hint=hint)
+    chunk = _check_chunk(chunk, n, name)
+    unroll = _check_unroll(unroll, name)
+    relative = check_bool(relative, "relative", fn=name)
+    antithetic = check_bool(antithetic, "antithetic", fn=name)
     if antithetic and n % 2:
-        raise ValueError(f"n={n} must be even with antithetic=True (samples come in pairs z, -z)")
+        fail(name, "n", n, "is odd but antithetic=True", "an even n",
+             "antithetic samples come in pairs (z, -z)")
 
-    @jax.jit
-    def compiled(x, key):
+    def compute(args: tuple, kwargs: dict) -> Any:
+        x, key, rest = args[0], args[1], args[2:]
         scale = sigma * (jnp.max(x) - jnp.min(x)) if relative else sigma
         noise = _gaussian_noise(key, x, scale, antithetic)
-        return _aggregate(a, x, noise, n=n, chunk=chunk, stat=stat, ddof=ddof, unroll=unroll)
+        return _aggregate(lambda xi: a(xi, *rest, **kwargs), x, noise, n=n, chunk=chunk,
+                          stat=stat, ddof=ddof, unroll=unroll)
 
     # One compiled program whether or not the caller jits: eager calls do not dispatch op by op,
     # and the fold order (hence the bits) is the same as under the caller's jax.jit.
-    def g(x: jax.Array, key: jax.Array) -> Any:
-        return compiled(_check_floating(x), _check_key(key))
+    run = jit_with_static(compute, fn=name, dynamic_argnums=(0, 1))
+
+    def g(x: jax.Array, key: jax.Array, *args: Any, **kwargs: Any) -> Any:
+        return run(check_floating(x, "x", fn=name), check_key(key, fn=name), *args, **kwargs)
 
     g.__name__ = f"{name}_{getattr(a, '__name__', 'a')}"
-    g.__doc__ = f"{name} of {getattr(a, '__name__', repr(a))}: g(x, key)."
-    return g
+    g.__doc__ = f"{name} of {getattr(a, '__name__', repr(a))}: g(x, key, *args, **kwargs)."
+    return mark_map(g)
 
 
+@mark_transform
 def smoothgrad(
     a: Callable[[jax.Array], Any],
     *,
@@ -224,6 +226,7 @@ def smoothgrad(
     ``jax.random.fold_in(key, i)``, with ``s = sigma * (x.max() - x.min())`` if ``relative`` (the
     SmoothGrad paper's noise level; PAIR's ``stdev_spread``) else ``s = sigma`` (Captum's
     ``stdevs``). One example per call: batch with ``jax.vmap(g)(xs, jax.random.split(key, B))``.
+    Extra arguments are passed through to ``a``: ``g(x, key, *args, **kwargs)``.
 
     Args:
         a: attribution function ``x -> array`` (or pytree of arrays), e.g. ``jaxattr.saliency(f)``.
@@ -248,9 +251,11 @@ def smoothgrad(
         accumulated in at least float32).
 
     Raises:
-        ValueError: ``sigma`` not > 0 and finite, ``n < 1``, ``chunk`` < 1 or > ``n``, odd ``n``
+        ArgumentError: ``sigma`` not > 0 and finite, ``n < 1``, ``chunk`` < 1 or > ``n``, odd ``n``
             with ``antithetic``, or a batch of keys passed without ``jax.vmap``.
-        TypeError: integer ``x``; a key that is neither a typed nor a legacy uint32 PRNG key.
+        ArgumentTypeError: (also a TypeError) integer ``x``; a key that is neither a typed nor a
+            legacy uint32 PRNG key; ``a`` not an attribution function (e.g. ``ja.rectgrad``
+            itself instead of ``ja.rectgrad(f)``).
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -278,6 +283,7 @@ def smoothgrad(
     )
 
 
+@mark_transform
 def smoothgrad_sq(
     a: Callable[[jax.Array], Any],
     *,
@@ -306,8 +312,7 @@ def smoothgrad_sq(
         ``g(x, key)`` returning an array shaped like ``a(x)``.
 
     Raises:
-        ValueError: as :func:`smoothgrad`.
-        TypeError: as :func:`smoothgrad`.
+        ArgumentError: as :func:`smoothgrad`.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -334,6 +339,7 @@ def smoothgrad_sq(
     )
 
 
+@mark_transform
 def vargrad(
     a: Callable[[jax.Array], Any],
     *,
@@ -364,8 +370,7 @@ def vargrad(
         ``g(x, key)`` returning an array shaped like ``a(x)``.
 
     Raises:
-        ValueError: as :func:`smoothgrad`, and ``n <= ddof`` or ``ddof < 0``.
-        TypeError: as :func:`smoothgrad`.
+        ArgumentError: as :func:`smoothgrad`, and ``n <= ddof`` or ``ddof < 0``.
 
     Example:
         >>> import jax, jax.numpy as jnp
@@ -381,7 +386,7 @@ def vargrad(
         "Noise-adding Methods of Saliency Map as Series of Higher Order Partial Derivative",
         arXiv:1806.03000.
     """
-    ddof = _check_int("ddof", ddof, 0)
+    ddof = check_int(ddof, "ddof", fn="vargrad", minimum=0)
     return _noise_transform(
         a,
         sigma=sigma,

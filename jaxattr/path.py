@@ -9,7 +9,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .noise import _acc_dtype, _check_chunk, _check_floating, _check_int, _fold_chunks
+from ._calling import is_map_function, jit_with_static, mark_map, mark_transform
+from ._checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_floating,
+    check_int,
+    fail,
+    fail_type,
+)
+from .noise import _acc_dtype, _check_chunk, _fold_chunks
 
 __all__ = ["integrated_gradients"]
 
@@ -42,9 +52,10 @@ def _quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return np.linspace(1.0 / steps, 1.0, steps), w
     if method == "riemann_middle":
         return np.linspace(0.5 / steps, 1.0 - 0.5 / steps, steps), w
-    raise ValueError(f"method={method!r} must be one of {', '.join(map(repr, _METHODS))}")
+    raise AssertionError(method)  # checked by the caller
 
 
+@mark_transform
 def integrated_gradients(
     f: Callable[[jax.Array], jax.Array],
     *,
@@ -69,7 +80,9 @@ def integrated_gradients(
     is exact for every method. On ReLU networks the integrand is only piecewise smooth, so every
     method is typically ``O(1/steps)``.
 
-    Batch with ``jax.vmap``; a per-example baseline:
+    Calling convention: ``g(x, *args, **kwargs)`` integrates ``f(., *args, **kwargs)`` along the
+    path; the extra arguments (a label...) are passed through as in ``jax.grad``. Batch with
+    ``jax.vmap``; a per-example baseline:
     ``jax.vmap(lambda x, b: integrated_gradients(f, baseline=b)(x))(xs, bs)``.
 
     Args:
@@ -89,9 +102,11 @@ def integrated_gradients(
         ``return_delta=True``.
 
     Raises:
-        ValueError: ``steps`` < 1 (< 2 for the trapezoid rule), unknown ``method``, ``chunk`` < 1 or
-            > ``steps``, a baseline whose shape is neither ``()`` nor ``x.shape``.
-        TypeError: ``f`` or ``gradient`` not callable, integer ``x``.
+        ArgumentError: ``steps`` < 1 (< 2 for the trapezoid rule), unknown ``method``, ``chunk`` < 1
+            or > ``steps``, a baseline whose shape is neither ``()`` nor ``x.shape``.
+        ArgumentTypeError: (also a TypeError) ``f`` or ``gradient`` not callable, ``gradient`` a
+            map function (``ja.rectgrad(f)``) instead of a transform (``ja.rectgrad``), integer
+            ``x``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -105,52 +120,65 @@ def integrated_gradients(
     References:
         Sundararajan, Taly, Yan, "Axiomatic Attribution for Deep Networks", arXiv:1703.01365.
     """
-    if not callable(f):
-        raise TypeError(f"integrated_gradients expects a scalar function f, got {type(f)}")
-    if method not in _METHODS:
-        raise ValueError(f"method={method!r} must be one of {', '.join(map(repr, _METHODS))}")
+    name = "integrated_gradients"
+    f = check_callable(f, "f", fn=name, expected="a scalar score function f(x, *args)")
+    method = check_choice(method, "method", _METHODS, fn=name)
     minimum = 2 if method == "riemann_trapezoid" else 1
     hint = " for method='riemann_trapezoid'" if minimum == 2 else ""
-    steps = _check_int("steps", steps, minimum, hint)
-    chunk = _check_chunk(chunk, steps, "steps")
+    steps = check_int(steps, "steps", fn=name, minimum=minimum, hint=hint)
+    chunk = _check_chunk(chunk, steps, name, "steps")
+    return_delta = check_bool(return_delta, "return_delta", fn=name)
     if gradient is None:
         grad_fn = jax.grad(f)
-    elif callable(gradient):
-        grad_fn = gradient(f)
     else:
-        raise TypeError(f"gradient={gradient!r} must be a transform f -> (x -> gradient)")
+        expected = "a gradient transform f -> map function, such as ja.rectgrad"
+        if is_map_function(gradient):
+            fail_type(name, "gradient", gradient, "is a map function (a transform already "
+                      "applied to a score function)", expected,
+                      "pass the transform itself: gradient=ja.rectgrad, or "
+                      "functools.partial(ja.rectgrad, q=95)")
+        gradient = check_callable(gradient, "gradient", fn=name, expected=expected,
+                                  fix="pass the transform itself, e.g. gradient=ja.rectgrad, "
+                                  "not gradient=ja.rectgrad(f)(x)")
+        grad_fn = gradient(f)
     alphas_np, weights_np = _quadrature(method, steps)
 
-    def g(x: jax.Array) -> Any:
-        x = _check_floating(x)
+    def compute(args: tuple, kwargs: dict) -> Any:
+        x, rest = args[0], args[1:]
         if baseline is None:
             x0 = jnp.zeros_like(x)
         else:
             x0 = jnp.asarray(baseline)
             if x0.shape not in ((), x.shape):
-                raise ValueError(f"baseline shape {x0.shape} must be () or match x.shape={x.shape}")
+                fail(name, "baseline", baseline, f"has shape {x0.shape}",
+                     f"a scalar or an array shaped like x, {x.shape}")
             x0 = jnp.broadcast_to(x0.astype(x.dtype), x.shape)
         acc = _acc_dtype(x.dtype)
         alphas = jnp.asarray(alphas_np, x.dtype)
         weights = jnp.asarray(weights_np, acc)
         diff = x - x0
-        grads_at = jax.vmap(grad_fn)
+        grads_at = jax.vmap(lambda p: grad_fn(p, *rest, **kwargs))
 
         def step(total, idx):
             points = x0[None] + alphas[idx].reshape((-1,) + (1,) * x.ndim) * diff[None]
             grads = grads_at(points)
             if grads.shape != points.shape:
-                raise ValueError(
-                    f"the gradient has shape {grads.shape[1:]}, expected x.shape={x.shape}"
-                )
+                fail(name, "gradient", gradient, f"returns maps of shape {grads.shape[1:]}",
+                     f"maps shaped like x, {x.shape}")
             return total + jnp.tensordot(weights[idx], grads.astype(acc), axes=1)
 
         mean_grad = _fold_chunks(step, jnp.zeros(x.shape, acc), steps, chunk)
         attr = (diff.astype(acc) * mean_grad).astype(x.dtype)
         if not return_delta:
             return attr
-        delta = f(x) - f(x0) - jnp.sum(attr, dtype=acc)
+        score = lambda p: f(p, *rest, **kwargs)
+        delta = score(x) - score(x0) - jnp.sum(attr, dtype=acc)
         return attr, delta
 
+    run = jit_with_static(compute, fn=name, dynamic_argnums=(0,))
+
+    def g(x: jax.Array, *args: Any, **kwargs: Any) -> Any:
+        return run(check_floating(x, "x", fn=name), *args, **kwargs)
+
     g.__name__ = f"integrated_gradients_{getattr(f, '__name__', 'f')}"
-    return jax.jit(g)
+    return mark_map(g)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jaxattr as ja
+from jaxattr.errors import ArgumentError
 from jaxattr.path import _quadrature
 
 METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
@@ -197,17 +198,19 @@ def test_rectgrad_gradient():
 @pytest.mark.parametrize(
     "opts, error, match",
     [
-        (dict(steps=0), ValueError, "steps=0 must be >= 1"),
+        (dict(steps=0), ArgumentError, "integrated_gradients: steps=0 is < 1"),
         (
             dict(steps=1, method="riemann_trapezoid"),
-            ValueError,
-            "steps=1 must be >= 2 for method='riemann_trapezoid'",
+            ArgumentError,
+            r"steps=1 is < 2; expected an int >= 2 for method='riemann_trapezoid'",
         ),
-        (dict(steps=2.0), TypeError, "steps=2.0 must be an int"),
-        (dict(method="simpson"), ValueError, "method='simpson' must be one of 'gausslegendre'"),
-        (dict(steps=10, chunk=11), ValueError, "chunk=11 must be <= steps=10"),
-        (dict(steps=10, chunk=0), ValueError, "chunk=0 must be >= 1"),
-        (dict(gradient="guided"), TypeError, "gradient='guided' must be a transform"),
+        (dict(steps=2.0), TypeError, "integrated_gradients: steps=2.0 has type float"),
+        (dict(method="simpson"), ArgumentError, "method='simpson' is not a known option"),
+        (dict(steps=10, chunk=11), ArgumentError, "chunk=11 is larger than steps=10"),
+        (dict(steps=10, chunk=0), ArgumentError, "chunk=0 is < 1"),
+        (dict(gradient="guided"), TypeError, "gradient='guided' has type str"),
+        (dict(gradient=np.ones(3)), TypeError, r"gradient=<array.* not gradient=ja.rectgrad\(f\)"),
+        (dict(gradient=ja.rectgrad(f_jax)), TypeError, "is a map function.*gradient=ja.rectgrad"),
     ],
 )
 def test_bad_options(opts, error, match):
@@ -216,12 +219,12 @@ def test_bad_options(opts, error, match):
 
 
 def test_bad_input():
-    with pytest.raises(TypeError, match="expects a scalar function f"):
+    with pytest.raises(TypeError, match="integrated_gradients: f=3.0 has type float"):
         ja.integrated_gradients(3.0)
-    with pytest.raises(ValueError, match=r"baseline shape \(2,\) must be \(\) or match x.shape"):
+    with pytest.raises(ArgumentError, match=r"baseline=.* has shape \(2,\); expected a scalar"):
         ja.integrated_gradients(f_jax, baseline=jnp.zeros(2), steps=2)(jnp.asarray(X))
-    with pytest.raises(TypeError, match="x must have a floating dtype, got int"):
+    with pytest.raises(TypeError, match="integrated_gradients: x=.* has dtype int"):
         ja.integrated_gradients(f_jax, steps=2)(jnp.arange(3))
     bad_gradient = lambda f: lambda x: jnp.zeros(2)
-    with pytest.raises(ValueError, match=r"gradient has shape \(2,\), expected x.shape=\(3,\)"):
+    with pytest.raises(ArgumentError, match=r"gradient=.* returns maps of shape \(2,\)"):
         ja.integrated_gradients(f_jax, steps=2, gradient=bad_gradient)(jnp.asarray(X))
