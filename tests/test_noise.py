@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 import jaxattr as ja
+from jaxattr.errors import ArgumentError
 from jaxattr.noise import _aggregate, _gaussian_noise
 
 Z = 5.0
@@ -251,23 +252,25 @@ def test_pytree_valued_attribution(key):
 @pytest.mark.parametrize(
     "transform, opts, error, match",
     [
-        (ja.smoothgrad, dict(n=0), ValueError, "n=0 must be >= 1"),
-        (ja.smoothgrad_sq, dict(n=-3), ValueError, "n=-3 must be >= 1"),
-        (ja.vargrad, dict(n=1), ValueError, "n=1 must be >= 2 for vargrad with ddof=1"),
-        (ja.vargrad, dict(n=3, ddof=3), ValueError, "n=3 must be >= 4 for vargrad with ddof=3"),
-        (ja.vargrad, dict(ddof=-1), ValueError, "ddof=-1 must be >= 0"),
-        (ja.smoothgrad, dict(n=2.5), TypeError, "n=2.5 must be an int"),
-        (ja.smoothgrad, dict(n=True), TypeError, "n=True must be an int, not a bool"),
-        (ja.smoothgrad, dict(sigma=0.0), ValueError, r"sigma=0.0 must be > 0 and finite"),
-        (ja.vargrad, dict(sigma=-0.1), ValueError, r"sigma=-0.1 must be > 0 and finite"),
-        (ja.smoothgrad, dict(sigma=float("nan")), ValueError, "sigma=nan must be > 0"),
-        (ja.smoothgrad, dict(sigma=float("inf")), ValueError, "sigma=inf must be > 0"),
-        (ja.smoothgrad, dict(sigma=[0.1, 0.2]), ValueError, r"sigma must be a scalar"),
-        (ja.smoothgrad, dict(sigma="big"), TypeError, "sigma='big' must be a real number"),
-        (ja.smoothgrad, dict(n=10, chunk=0), ValueError, "chunk=0 must be >= 1"),
-        (ja.smoothgrad, dict(n=10, chunk=11), ValueError, "chunk=11 must be <= n=10"),
-        (ja.vargrad, dict(n=10, chunk=2.0), TypeError, "chunk=2.0 must be an int"),
-        (ja.smoothgrad, dict(n=5, antithetic=True), ValueError, "n=5 must be even"),
+        (ja.smoothgrad, dict(n=0), ArgumentError, "smoothgrad: n=0 is < 1; expected an int >= 1"),
+        (ja.smoothgrad_sq, dict(n=-3), ArgumentError, "smoothgrad_sq: n=-3 is < 1"),
+        (ja.vargrad, dict(n=1), ArgumentError, r"vargrad: n=1 is < 2; .*ddof=1 needs n > ddof"),
+        (ja.vargrad, dict(n=3, ddof=3), ArgumentError, "vargrad: n=3 is < 4; .*with ddof=3"),
+        (ja.vargrad, dict(ddof=-1), ArgumentError, "vargrad: ddof=-1 is < 0"),
+        (ja.smoothgrad, dict(n=2.5), TypeError, "smoothgrad: n=2.5 has type float; expected an int"),
+        (ja.smoothgrad, dict(n=True), TypeError, "smoothgrad: n=True is a bool; expected an int"),
+        (ja.smoothgrad, dict(sigma=0.0), ArgumentError, r"smoothgrad: sigma=0.0 is out of range"),
+        (ja.vargrad, dict(sigma=-0.1), ArgumentError, r"vargrad: sigma=-0.1 is out of range"),
+        (ja.smoothgrad, dict(sigma=float("nan")), ArgumentError, "sigma=nan is not finite"),
+        (ja.smoothgrad, dict(sigma=float("inf")), ArgumentError, "sigma=inf is not finite"),
+        (ja.smoothgrad, dict(sigma=[0.1, 0.2]), TypeError, r"sigma=\[0.1, 0.2\] has type list"),
+        (ja.smoothgrad, dict(sigma="big"), TypeError, "smoothgrad: sigma='big' has type str"),
+        (ja.smoothgrad, dict(sigma="0.1"), TypeError, "smoothgrad: sigma='0.1' has type str"),
+        (ja.smoothgrad, dict(n=10, chunk=0), ArgumentError, "smoothgrad: chunk=0 is < 1"),
+        (ja.smoothgrad, dict(n=10, chunk=11), ArgumentError, "chunk=11 is larger than n=10"),
+        (ja.vargrad, dict(n=10, chunk=2.0), TypeError, "vargrad: chunk=2.0 has type float"),
+        (ja.smoothgrad, dict(n=5, antithetic=True), ArgumentError, "n=5 is odd but antithetic"),
+        (ja.smoothgrad, dict(relative=1), TypeError, "smoothgrad: relative=1 has type int"),
     ],
 )
 def test_bad_options(transform, opts, error, match):
@@ -276,8 +279,10 @@ def test_bad_options(transform, opts, error, match):
 
 
 def test_bad_attribution_function():
-    with pytest.raises(TypeError, match="expects an attribution function"):
+    with pytest.raises(TypeError, match="smoothgrad: a=<array .* is an array, not a function"):
         ja.smoothgrad(jnp.ones(3))
+    with pytest.raises(TypeError, match="vargrad: a=.* is a transform, not an attribution fun"):
+        ja.vargrad(ja.rectgrad)
 
 
 def test_bad_key_and_input(key):
@@ -285,17 +290,17 @@ def test_bad_key_and_input(key):
     x = jnp.ones(3)
     with pytest.raises(TypeError, match="missing 1 required positional argument: 'key'"):
         g(x)
-    with pytest.raises(TypeError, match="key is required"):
+    with pytest.raises(TypeError, match="smoothgrad: key=None is missing"):
         g(x, None)
-    with pytest.raises(TypeError, match="key must be a jax.random.key or .* got <class 'int'>"):
+    with pytest.raises(TypeError, match="smoothgrad: key=0 has type int; expected one jax.random"):
         g(x, 0)
-    with pytest.raises(TypeError, match="got an array of dtype float"):
+    with pytest.raises(TypeError, match="smoothgrad: key=.* is not a PRNG key"):
         g(x, jnp.zeros(2))
-    with pytest.raises(TypeError, match=r"dtype uint32 and shape \(3,\)"):
+    with pytest.raises(TypeError, match="smoothgrad: key=.* is not a PRNG key"):
         g(x, jnp.zeros(3, jnp.uint32))
-    with pytest.raises(ValueError, match=r"single key, got key.shape=\(2,\); use jax.vmap"):
+    with pytest.raises(ArgumentError, match=r"key=.* holds \(2,\) keys.*use jax.vmap"):
         g(x, jax.random.split(key, 2))
-    with pytest.raises(TypeError, match="x must have a floating dtype, got int"):
+    with pytest.raises(TypeError, match="smoothgrad: x=.* has dtype int.*; expected a real float"):
         g(jnp.arange(3), key)
 
 
@@ -402,5 +407,5 @@ def test_unrolled_chunk_loop_gives_identical_bits(key, transform):
 
 @pytest.mark.parametrize("unroll", [0, -1, 1.5, "yes"])
 def test_bad_unroll_rejected(unroll):
-    with pytest.raises(ValueError, match="unroll=.* must be True, False or an int >= 1"):
+    with pytest.raises(ArgumentError, match="smoothgrad: unroll=.*; expected an int"):
         ja.smoothgrad(a_jax, unroll=unroll)
