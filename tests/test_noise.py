@@ -194,7 +194,17 @@ def test_vmap_with_per_example_keys_equals_loop(key):
     batched = jax.jit(jax.vmap(g))(xs, keys)
     for i in range(2):
         np.testing.assert_allclose(batched[i], g(xs[i], keys[i]), rtol=1e-13)
-    assert not jnp.allclose(batched[0], ja.smoothgrad(lambda x: x, n=6)(xs[0], keys[1]))
+
+    # independent reference: grad sum sin^2 = sin(2x), noise z_j = normal(fold_in(key_i, j)),
+    # relative sigma 0.15 * range(x_i). Mutation caught: one key reused for every example.
+    def ref(x, k):
+        x = np.asarray(x)
+        z = np.stack([jax.random.normal(jax.random.fold_in(k, j), (3,)) for j in range(6)])
+        return np.mean(np.sin(2 * (x + 0.15 * (x.max() - x.min()) * z)), axis=0)
+
+    for i in range(2):
+        np.testing.assert_allclose(batched[i], ref(xs[i], keys[i]), rtol=1e-12)
+    assert not np.allclose(batched[1], ref(xs[1], keys[0]), rtol=1e-3)
 
 
 def test_vmap_over_sigma_and_no_retrace(key):
@@ -223,17 +233,60 @@ def test_composes_with_other_transforms(key):
     z = np.stack([jax.random.normal(jax.random.fold_in(key, i), (3,)) for i in range(3)])
     ref = np.mean([ig(x + 0.1 * zi) for zi in z], axis=0)
     np.testing.assert_allclose(sg_ig, ref, rtol=1e-12)
-    # modified backprop inside vargrad, under jit
-    relu_net = lambda x: jnp.sum(jax.nn.relu(jnp.asarray(W) @ x))
-    out = jax.jit(ja.vargrad(ja.guided_backprop(relu_net), n=4))(x, key)
-    assert out.shape == x.shape and bool(jnp.all(jnp.isfinite(out)))
+    # modified backprop inside vargrad, under jit, against numpy: guided backprop of
+    # v . relu(W x) is W' (max(v, 0) * [W x > 0]); the plain gradient keeps the negative v.
+    # Mutation caught: the guided rule lost inside vargrad/jit (gives the plain variance).
+    v, x2, n = np.array([1.0, -2.0, 0.5]), np.array([0.2, 0.1, 0.3]), 16
+    relu_net = lambda x: jnp.asarray(v) @ jax.nn.relu(jnp.asarray(W) @ x)
+    out = jax.jit(ja.vargrad(ja.guided_backprop(relu_net), n=n))(jnp.asarray(x2), key)
+    z = np.stack([jax.random.normal(jax.random.fold_in(key, j), (3,)) for j in range(n)])
+    masks = (x2 + 0.15 * (x2.max() - x2.min()) * z) @ W.T > 0
+    guided, plain = ((masks * c) @ W for c in (np.maximum(v, 0), v))
+    np.testing.assert_allclose(out, guided.var(0, ddof=1), rtol=1e-12)
+    assert not np.allclose(guided.var(0, ddof=1), plain.var(0, ddof=1), rtol=0.1)
 
 
-def test_dtype_preserved_bfloat16(key):  # float32 and float64 are checked above
+def test_bfloat16_matches_a_float64_reference_within_bf16_rounding(key):
+    """bf16 in, bf16 out, and the value is the float64 statistic of the SAME bf16 noise
+    (z_i = normal(fold_in(key, i), bf16)) within a bound derived from bf16's unit roundoff
+    u = eps / 2 = 2^-8: each sample a_i = (x + s z_i)^2 passes through at most 6 bf16 roundings
+    (range, sigma * range, s * z, x + s z, square, output cast; sums accumulate in float32), so
+    |da_i| <= 6 u M_i with M_i = (|x| + |s z_i|)^2 (squares: 12 u M_i^2), and
+    |d var| <= 2 sum_i |a_i - mean| |da_i| / (n - 1) + u var. Measured: 2-18% of the bound.
+    Mutations caught (asserted): absolute instead of relative sigma, ddof 0 instead of 1,
+    SG-SQ computed as SG^2."""
+    n, sigma = 8, 0.15
     x = jnp.array([0.4, -1.3, 2.0], jnp.bfloat16)
-    for transform in (ja.smoothgrad, ja.smoothgrad_sq, ja.vargrad):
-        out = transform(lambda v: v * v, n=4)(x, key)
+    u = float(jnp.finfo(jnp.bfloat16).eps) / 2
+    z = np.stack([np.asarray(jax.random.normal(jax.random.fold_in(key, i), (3,), jnp.bfloat16),
+                             np.float64) for i in range(n)])
+    x64 = np.asarray(x, np.float64)
+
+    def stats(s, ddof=1):
+        a = (x64 + s * z) ** 2
+        M = (np.abs(x64) + np.abs(s * z)) ** 2
+        var = a.var(0, ddof=ddof)
+        bounds = (6 * u * M.mean(0) + u * a.mean(0),
+                  12 * u * (M**2).mean(0) + u * (a**2).mean(0),
+                  2 * (np.abs(a - a.mean(0)) * 6 * u * M).sum(0) / (n - ddof) + u * var)
+        return (a.mean(0), (a**2).mean(0), var), bounds
+
+    s_rel = sigma * (x64.max() - x64.min())
+    refs, tols = stats(s_rel)
+    outs = [t(lambda v: v * v, sigma=sigma, n=n)(x, key)
+            for t in (ja.smoothgrad, ja.smoothgrad_sq, ja.vargrad)]
+    for out, ref, tol in zip(outs, refs, tols, strict=True):
         assert out.dtype == jnp.bfloat16 and out.shape == (3,)
+        assert np.all(np.abs(np.asarray(out, np.float64) - ref) <= tol), (out, ref, tol)
+
+    def rejected(out, ref, tol):
+        return not np.all(np.abs(np.asarray(out, np.float64) - ref) <= tol)
+
+    wrong_abs, _ = stats(sigma)
+    assert all(rejected(o, r, t) for o, r, t in zip(outs, wrong_abs, tols, strict=True))
+    (_, _, var_ddof0), _ = stats(s_rel, ddof=0)
+    assert rejected(outs[2], var_ddof0, tols[2])
+    assert rejected(outs[1], refs[0] ** 2, tols[1])
 
 
 def test_pytree_valued_attribution(key):
