@@ -1,11 +1,54 @@
-"""General slow roll (Stewart 2002, Dvorkin-Hu form), evaluated on the numerical background.
+"""General slow roll (GSR) at first and second order, evaluated on the numerical background.
 
-x = -k eta, f = 2 pi x z / k = 2 pi Y phi_N / H (a function of time only), q = ln f,
-' = d/d ln x = -Y d/dN.  The mode equation is y'' + (1 - 2/x^2) y = g y / x^2 with
-g = q'' + q'^2 - 3 q' = (3/2) G' + q'^2, G = -2 q + (2/3) q'.  First order:
+Notation: x = -k eta, f = 2 pi x z / k = 2 pi Y phi_N / H (a function of time only), q = ln f,
+' = d/d ln x = -Y d/dN.  With y = sqrt(2k) v normalised to y -> e^{ix} inside the horizon, the
+Mukhanov-Sasaki equation is y_xx + (1 - 2/x^2) y = g y / x^2 with
+g = x^2 z_xx / z - 2 = q'' + q'^2 - 3 q' = (3/2) G' + q'^2, G = -2 q + (2/3) q', and
+P = lim_{x -> 0} |x y / f|^2.
+
+First order (Stewart 2002, in the form of Dvorkin & Hu 2010):
 
     ln P(k) = G(ln x*) + int_{x*}^inf (dx/x) W(x) G'(ln x),
-    W(x) = 3 sin 2x/(2x^3) - 3 cos 2x/x^2 - 3 sin 2x/(2x).
+    W(x) = 3 sin 2x/(2x^3) - 3 cos 2x/x^2 - 3 sin 2x/(2x);
+
+d/d ln x* of the right side is (1 - W(x*)) G' = O(x*^2): it converges as x* -> 0.
+
+Second order.  The Green's-function iteration y = y0 + y1 + y2, y0 = (1 + i/x) e^{ix} = a + ib,
+y_{n+1}(x) = int_x^inf du g(u)/u^2 [a(x) b(u) - b(x) a(u)] y_n(u), cannot be evaluated at a
+small x* directly: outside the horizon y1/y0 -> -(1/3) int_{x*} g d ln u, and each order adds
+a power of ln x*.  The exact sum of these logarithms is ln f (the growing mode is v = z); the
+truncated sum leaves O(g^3 ln^3 x*, g^2 g' ln^2 x*, ...) terms that grow without bound as
+x* -> 0 (before this change: -6e-5 .. -6e-4 on natural inflation as x* went 1e-2 .. 1e-5).
+Stewart 2002 and Choe, Gong & Stewart 2004 (arXiv:hep-ph/0405155, the second-order GSR) cancel
+the ln x* terms against ln f by integrations by parts; here the cancellation is done exactly by a
+change of variable outside the horizon:
+
+1. Write y = (f/x) R (R = curvature perturbation up to a constant).  Since f/x ∝ z solves the
+   super-horizon equation exactly, R obeys R_xx - (2/x) R_x + R = -(2 q'/x) R_x: its source
+   is proportional to R_x = O(x), so it carries no logarithm, and P = |R(0)|^2.
+   The homogeneous solutions are w1 = x a = x cos x - sin x and w2 = x b = x sin x + cos x
+   (Wronskian x^2), and for x < x_c
+
+       R(x) = alpha w1(x) + beta w2(x) + int_x^{x_c} du [w1(x) w2(u) - w2(x) w1(u)] S(u)/u^2,
+       S = -(2 q'/u) R_u,    so   R(0) = beta - int_0^{x_c} du w1(u) S(u)/u^2,
+
+   iterated twice in q' (S from the homogeneous R, then from the first iterate).  As u -> 0
+   the integrand is O(q' u): the result converges, with an O(q' x*^2) remainder.
+2. Inside the horizon R has no fixed asymptotic form (f keeps changing as x -> inf), so for
+   x >= x_c the y-iteration y0 + y1 + y2 in g is kept (no logarithms there), and the two are
+   matched at x_c: R = x y / f, R_x = (y + x y_x - q' y)/f give alpha and beta through the
+   Wronskian.
+3. g and q' are both O(xi), so each stage is second order and the remainder is O(xi^3) for
+   every x*: no term grows with ln x*.  x_c = 2 is where the measured remainder was smallest
+   (m^2 phi^2 at N* = 60 / natural inflation f = 7 at N* = 30, x* = 1e-4: x_c = 0.5: 6.6e-6 /
+   5.4e-5, 1: 3.1e-6 / 2.6e-5, 2: -5.6e-7 / -6.3e-6, 3: -8.5e-7 / -9.4e-6, 5: -4.1e-6 / -4.1e-5).
+
+All nested integrals are exact upper-cumulative Gauss-Legendre panel sums; x > x_max is added
+in closed form for the first iterate.
+
+References:
+    Stewart 2002, arXiv:astro-ph/0110322; Choe, Gong, Stewart 2004, arXiv:hep-ph/0405155;
+    Dvorkin, Hu 2010, arXiv:0910.2237.
 """
 
 from __future__ import annotations
@@ -130,26 +173,22 @@ def gsr_power_spectrum(
 ) -> jax.Array:
     """General slow-roll power spectrum at first or second order.
 
-    Order 1: Stewart 2002 in the Dvorkin-Hu form.  Order 2: y = y0 + y1 + y2 from the
-    Green's-function expansion of the mode equation in g (exact g from Lie derivatives), the
-    nested integrals done as exact upper-cumulative Gauss-Legendre panel sums (x > x_max
-    handled in closed form for the first iterate), ln P = ln|y/y0|^2 - 2 ln f at x* expanded
-    to second order in g.  The truncation leaves an O(g^3 ln x*) remainder; its constant-g
-    part (nu = sqrt(9/4 + g) vs its quadratic expansion, at x*) is removed.
+    Order 1: Stewart 2002 in the Dvorkin-Hu form.  Order 2: the Green's-function expansion of
+    the mode equation to second order, with the super-horizon logarithms summed exactly by
+    the change of variable y = (f/x) R below x = 2 (derivation in the module docstring), so
+    the result converges as ``x_min -> 0``.
 
-    Measured |ln P| errors vs the exact (power law) or Mukhanov-Sasaki spectrum, N* = 60:
-    order 1: power law exactly psi'(3/2) d^2 + O(d^3), d = eps/(1 - eps) (to 3e-8);
-    m^2 phi^2 2.7e-4, lambda phi^4 6.1e-4, Starobinsky 2.5e-4.  Order 2: power law
-    0.55-0.65 eps^3 (eps = 0.005..0.04, slope 3.08); m^2 phi^2 7.9e-6, lambda phi^4 2.7e-5,
-    Starobinsky 6.8e-6.  Order 1 is independent of x_min (up to O(x_min^2)); order 2 is on
-    power law (constant g) but not where g varies: m^2 phi^2 1.0e-6, 7.4e-6, 1.2e-5, 2.7e-5
-    at x_min = 1e-2, 1e-3, 1e-4, 1e-6 (likely O(g^2 g' ln^2 x*), beyond second order).
+    Measured ln P errors vs the exact (power law) or Mukhanov-Sasaki spectrum: order 1: power
+    law exactly psi'(3/2) d^2 + O(d^3), d = eps/(1 - eps); m^2 phi^2 (N* = 60) 2.7e-4,
+    lambda phi^4 6.1e-4, Starobinsky 2.5e-4.  Order 2: power law O(eps^3) (slope 3);
+    m^2 phi^2 (N* = 60) -5.6e-7, natural inflation (f = 7, N* = 30) -6.3e-6 (the standard
+    second-order formula: -9.4e-6, -8.2e-5), changing by < 1e-9 between x_min = 1e-3 and 1e-5.
 
     Args:
         potential: V(phi) or a solved :class:`Background`.
         k: wavenumbers, any shape.
         order: 1 or 2.
-        x_min: lower limit x* of the window integral (super-horizon).
+        x_min: lower limit x* of the integrals (super-horizon).
         x_max: upper limit of the quadrature (the tail beyond it is added in closed form).
         phi0: initial field value, when ``potential`` is V.
         **background_kwargs: passed to :func:`background`.
@@ -189,8 +228,7 @@ def gsr_power_spectrum(
             lp = _gsr_jit(bg, log_k, n_c, jnp.asarray(nodes), jnp.asarray(weights),
                           jnp.asarray([x_min, x_max]))
         else:
-            pn, pj, pw, ps = _panels(x_min, x_max, 12)
-            lp = _gsr2_jit(bg, log_k, n_c, *(jnp.asarray(v) for v in (pn, pj, pw, ps)),
+            lp = _gsr2_jit(bg, log_k, n_c, *(jnp.asarray(v) for v in _panels(x_min, x_max, 12)),
                            jnp.asarray([x_min, x_max]))
         return jnp.exp(lp)
 
@@ -205,6 +243,9 @@ def _gsr_jit(bg, log_k, n_c, nodes, weights, edges):
 # Second order: y = y0 + y1 + y2 from the Green's-function expansion of the mode equation.
 
 
+X_C = 2.0  # the hand-over point -k eta = x_c between the two stages of the second order
+
+
 def _cumulative_matrix(p: int):
     """Gauss-Legendre nodes t, weights w and S with S[i, j] = int_{t_i}^1 l_j(t) dt (l_j the
     Lagrange basis on the nodes): exact upper-cumulative integration of degree < p."""
@@ -217,22 +258,24 @@ def _cumulative_matrix(p: int):
     return t, w, s
 
 
-def _panels(x_min, x_max, per_panel):
-    """Panels in x~: unit steps in ln x~ on [x_min, 1], unit steps in x~ on [1, x_max].
-    Returns nodes x~ (P, p), d ln x~ / dt at the nodes (P, p), weights w, cumulative S."""
+def _panels(x_min, x_max, per_panel, x_c=X_C):
+    """Panels in x~: unit steps in ln x~ on [x_min, 1] (the super-horizon stage) and unit steps
+    in x~ on [1, x_max] (the sub-horizon stage).  Returns, for each stage, nodes x~ (P, p) and
+    d ln x~ / dt at the nodes (P, p); then the Gauss-Legendre weights w and cumulative S."""
     t, w, s = _cumulative_matrix(per_panel)
-    n_log = max(1, math.ceil(-math.log(x_min)))
-    log_edges = np.linspace(math.log(x_min), 0.0, n_log + 1)
-    nodes, jac = [], []
+    n_log = max(1, math.ceil(math.log(x_c / x_min)))
+    log_edges = np.linspace(math.log(x_min), math.log(x_c), n_log + 1)
+    lo_nodes, lo_jac = [], []
     for lo, hi in zip(log_edges[:-1], log_edges[1:], strict=True):
-        nodes.append(np.exp(0.5 * (hi - lo) * t + 0.5 * (hi + lo)))
-        jac.append(np.full(per_panel, 0.5 * (hi - lo)))
-    lin_edges = np.linspace(1.0, x_max, math.ceil(x_max - 1.0) + 1)
+        lo_nodes.append(np.exp(0.5 * (hi - lo) * t + 0.5 * (hi + lo)))
+        lo_jac.append(np.full(per_panel, 0.5 * (hi - lo)))
+    lin_edges = np.linspace(x_c, x_max, math.ceil(x_max - x_c) + 1)
+    hi_nodes, hi_jac = [], []
     for lo, hi in zip(lin_edges[:-1], lin_edges[1:], strict=True):
         xx = 0.5 * (hi - lo) * t + 0.5 * (hi + lo)
-        nodes.append(xx)
-        jac.append(0.5 * (hi - lo) / xx)
-    return np.stack(nodes), np.stack(jac), w, s
+        hi_nodes.append(xx)
+        hi_jac.append(0.5 * (hi - lo) / xx)
+    return (np.stack(lo_nodes), np.stack(lo_jac), np.stack(hi_nodes), np.stack(hi_jac), w, s)
 
 
 def _kernels(x):
@@ -243,6 +286,12 @@ def _kernels(x):
     a = jnp.where(x < 0.1, a_series, jnp.cos(xs) - jnp.sin(xs) / xs)
     b = jnp.sin(x) + jnp.cos(x) / x
     return a, b
+
+
+def _kernel_derivatives(x):
+    """a' and b' (d/dx) of a = cos x - sin x / x, b = sin x + cos x / x (x ~ 1: no series)."""
+    s, c = jnp.sin(x), jnp.cos(x)
+    return -s - c / x + s / x**2, c - s / x - c / x**2
 
 
 def _osc_tail(big_x, n, terms=10):
@@ -267,32 +316,44 @@ def _source_tails(big_x):
     return aa + 1j * ab, ab + 1j * bb
 
 
-def _gsr2_one(bg, log_k, n_c, nodes, jac, w, s, edges, resum=True):
+def _upper(w, s):
+    """f (P, p) -> (int_{node}^{top} f dt on every node, the total from the lower edge)."""
+
+    def upper(f):
+        tot = f @ w
+        beyond = jnp.cumsum(tot[::-1])[::-1] - tot
+        return f @ s.T + beyond[:, None], jnp.sum(tot)
+
+    return upper
+
+
+def _gsr2_one(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges,
+              super_order=2, x_c=X_C):
     pot = bg.potential
-    g_of, q_of = g_fn(pot), q_fn(pot)
+    q_of = q_fn(pot)
+    q1_of = d_lnx(pot, q_of)
+    g_of = g_fn(pot)
 
     def at(xt):
         n = n_c - jnp.log(xt)
         z = cosmic_state(bg, n)
         x = jnp.exp(log_k - bg.log_ah(n)) * z[2]
-        return x, z[2], g_of(z), q_of(z)
+        return x, z[2], z
 
-    shape = nodes.shape
-    x, y, g, _ = jax.vmap(at)(jnp.ravel(nodes))
-    x, y, g = (v.reshape(shape) for v in (x, y, g))
-    dx = x / y * jac  # dx/dt: d ln x = d ln x~ / Y
+    def on(nodes, jac, fns):
+        x, y, z = jax.vmap(at)(jnp.ravel(nodes))
+        vals = [jax.vmap(f)(z).reshape(nodes.shape) for f in fns]
+        return x.reshape(nodes.shape), (x / y).reshape(nodes.shape) * jac, vals
+
+    upper = _upper(w, s)
+
+    # 1. sub-horizon stage, x in [x_c, inf): y = y0 + y1 + y2 (Green's function in g)
+    x, dx, (g,) = on(hi_nodes, hi_jac, [g_of])
     a, b = _kernels(x)
     y0 = a + 1j * b
-    x_lo, _, g_lo, q_lo = at(edges[0])
-    x_hi, _, g_hi, _ = at(edges[1])
+    x_hi, _, z_hi = at(edges[1])
     tail_a, tail_b = _source_tails(x_hi)
-
-    def upper(f):
-        """int_{node}^{X} f dt on every node, and the total from the lower edge."""
-        tot = f @ w
-        beyond = jnp.cumsum(tot[::-1])[::-1] - tot
-        return f @ s.T + beyond[:, None], jnp.sum(tot)
-
+    g_hi = g_of(z_hi)
     src = g / x**2 * dx
     ia, ia_tot = upper(src * a * y0)
     ib, ib_tot = upper(src * b * y0)
@@ -301,22 +362,42 @@ def _gsr2_one(bg, log_k, n_c, nodes, jac, w, s, edges, resum=True):
     y1 = -b * ia + a * ib
     _, ja = upper(src * a * y1)
     _, jb = upper(src * b * y1)
-    a0, b0 = _kernels(x_lo)
-    y0_lo = a0 + 1j * b0
-    r1 = (-b0 * ia_tot + a0 * ib_tot) / y0_lo
-    r2 = (-b0 * ja + a0 * jb) / y0_lo
-    # ln P = ln|x y / f|^2 - ln|x y0|^2 + O(g x*^2) with |x y0|^2 = 1 + x*^2, and
-    # ln|y / y0|^2 = ln|1 + r1 + r2|^2 expanded to second order in g
-    lnp = 2 * r1.real + 2 * r2.real - (r1 * r1).real - 2 * q_lo
-    if not resum:
-        return lnp
-    # the truncated ln(x y) grows as (3/2 - nu_2(g)) ln x with nu_2 = 3/2 + g/3 - g^2/27, the
-    # exact one as (3/2 - nu) ln x, nu = sqrt(9/4 + g): remove that O(g^3 ln x*) remainder
-    nu_rest = jnp.sqrt(2.25 + g_lo) - 1.5 - g_lo / 3 + g_lo**2 / 27
-    return lnp - 2 * nu_rest * jnp.log(x_lo)
+    x_c, _, z_c = at(x_c)
+    a_c, b_c = _kernels(x_c)
+    da_c, db_c = _kernel_derivatives(x_c)
+    ic, jc = ia_tot, ja  # (int a g y0 / v^2, int a g y1 / v^2) from x_c; likewise b
+    y_c = a_c + 1j * b_c - b_c * (ic + jc) + a_c * (ib_tot + jb)
+    dy_c = da_c + 1j * db_c - db_c * (ic + jc) + da_c * (ib_tot + jb)
+
+    # 2. hand over to R = x y / f (R -> sqrt(P) e^{i phase} as x -> 0), times f(x_c)
+    q1_c = q1_of(z_c)
+    r_c = x_c * y_c
+    dr_c = y_c + x_c * dy_c - q1_c * y_c  # d/dx (x y e^{q_c - q})
+    w1_c, w2_c = x_c * a_c, x_c * b_c
+    dw1_c, dw2_c = -x_c * jnp.sin(x_c), x_c * jnp.cos(x_c)
+    alpha = (r_c * dw2_c - dr_c * w2_c) / x_c**2
+    beta = (w1_c * dr_c - dw1_c * r_c) / x_c**2
+
+    # 3. super-horizon stage, x in (0, x_c]: R'' - 2R'/x + R = -2 q' R'/x, iterated in q'
+    x, dx, (q1,) = on(lo_nodes, lo_jac, [q1_of])
+    a, b = _kernels(x)
+    w1, w2 = x * a, x * b
+    dw1, dw2 = -x * jnp.sin(x), x * jnp.cos(x)
+    dr = alpha * dw1 + beta * dw2
+    r0 = beta
+    for _ in range(super_order):
+        src = -2 * q1 * dr / x**3 * dx  # S(u) du / u^2 (the Wronskian is u^2)
+        i1, i1_tot = upper(w1 * src)
+        i2, _ = upper(w2 * src)
+        dr = dw1 * i2 - dw2 * i1
+        r0 = r0 - i1_tot
+    # (0, x_min): w1 = -u^3/3, R_u = beta u, q' = q'(x_min) give -int w1 S/u^2 = -q' beta x^2/3
+    x_lo, _, z_lo = at(edges[0])
+    r0 = r0 - q1_of(z_lo) * beta * x_lo**2 / 3
+    return 2 * jnp.log(jnp.abs(r0)) - 2 * q_of(z_c)
 
 
 @eqx.filter_jit
-def _gsr2_jit(bg, log_k, n_c, nodes, jac, w, s, edges):
-    fn = lambda lk, nc: _gsr2_one(bg, lk, nc, nodes, jac, w, s, edges)
+def _gsr2_jit(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges):
+    fn = lambda lk, nc: _gsr2_one(bg, lk, nc, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges)
     return jax.vmap(fn)(jnp.ravel(log_k), jnp.ravel(n_c)).reshape(log_k.shape)
