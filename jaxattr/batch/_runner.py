@@ -155,11 +155,7 @@ def explain_dataset(
     key_data = None if key is None else np.asarray(jax.random.key_data(key))
     impl = None if key is None else jax.random.key_impl(key)
 
-    def per_example(args: tuple, idx: jax.Array, kd: jax.Array | None) -> Any:
-        if kd is None:
-            return attr_fn(*args)
-        k = jax.random.fold_in(jax.random.wrap_key_data(kd, impl=impl), idx)
-        return attr_fn(args[0], k, *args[1:])
+    per_example = _per_example(attr_fn, impl)
 
     example_args = call_args(jax.tree.unflatten(source.treedef, source.example))
     idx_aval = jax.ShapeDtypeStruct((), np.uint32)
@@ -192,7 +188,7 @@ def explain_dataset(
                  "dtypes": [np.dtype(e.dtype).name for e in source.example]},
         "batch_size": batch_size,
         "key": None if key is None else {"impl": str(impl), "data": key_data.tolist()},
-        "attr_fn": _jaxpr_hash(closed),
+        "attr_fn": None if path is None else _jaxpr_hash(closed),
         "outputs": [{"name": n, "file": f"{n}.npy", "shape": list(s), "dtype": d.name}
                     for n, s, d in zip(names, shapes, dtypes, strict=True)],
         "layout": {"process_count": nproc,
@@ -224,6 +220,12 @@ def explain_dataset(
             sink.create({"fingerprint": fingerprint, "outputs": fingerprint["outputs"],
                          "complete": False}, overwrite=overwrite)
         _barrier("jaxattr.explain_dataset.created", nproc)
+        seen = _allgather(np.array([os.path.exists(os.path.join(path, "manifest.json"))],
+                                   np.int32), nproc).reshape(-1)
+        if not seen.all():
+            fail(FN, "out", path, f"is not visible to process(es) "
+                 f"{np.flatnonzero(seen == 0).tolist()} (no manifest there after process 0 wrote "
+                 "it)", "a directory on a filesystem shared by all processes")
     sink.open()
     try:
         return _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_data,
@@ -244,7 +246,7 @@ def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_da
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     kd = None if key_data is None else jax.make_array_from_process_local_data(
         replicated, key_data, key_data.shape)
-    step = jax.jit(jax.vmap(per_example, in_axes=(0, 0, None)), out_shardings=sharding)
+    step = _step(per_example, sharding)
     chain = hashlib.blake2b(digest_size=16)
     verified = start == 0
     bad = None
@@ -298,6 +300,44 @@ def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_da
             sink.finish(manifest, rows)
         _barrier("jaxattr.explain_dataset.finished", nproc)
     return jax.tree.unflatten(out_treedef, sink.result())
+
+
+_CACHE: dict = {}  # (attr_fn, key impl) -> per_example; (per_example, sharding) -> step
+
+
+def _cached(key: Any, make: Callable[[], Any]) -> Any:
+    try:
+        hash(key)
+    except TypeError:  # an unhashable callable: no reuse
+        return make()
+    if key not in _CACHE:
+        if len(_CACHE) >= 32:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def _per_example(attr_fn: Callable, impl: Any) -> Callable:
+    """``attr_fn`` on one example by the calling rule, the same object for the same ``attr_fn``
+    so that JAX's tracing and compilation caches serve repeated calls (as for ``jax.jit(f)``,
+    a function is traced once per input shape: globals it reads are read then)."""
+
+    def make() -> Callable:
+        def per_example(args: tuple, idx: jax.Array, kd: jax.Array | None) -> Any:
+            if kd is None:
+                return attr_fn(*args)
+            k = jax.random.fold_in(jax.random.wrap_key_data(kd, impl=impl), idx)
+            return attr_fn(args[0], k, *args[1:])
+
+        return per_example
+
+    return _cached(("per_example", attr_fn, str(impl)), make)
+
+
+def _step(per_example: Callable, sharding: NamedSharding) -> Callable:
+    """``jit(vmap(per_example))`` with results sharded like the batch, reused across calls."""
+    return _cached(("step", per_example, sharding), lambda: jax.jit(
+        jax.vmap(per_example, in_axes=(0, 0, None)), out_shardings=sharding))
 
 
 class _Writer(threading.Thread):
