@@ -13,7 +13,6 @@ plus the Gini sparsity index (Hurley & Rickard 2009, arXiv:0811.4706) and a dele
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -21,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr.errors import ArgumentError
+from jaxattr._checks import check_callable, check_int, fail, fail_type
 
 __all__ = ["DeletionCurve", "deletion_curve", "gini", "mass_in_region", "total_variation"]
 
@@ -31,19 +30,14 @@ def _channel_summed(attr: jax.Array, channel_axis: int | None, fn: str) -> jax.A
     if attr.ndim == 2:
         return attr
     if attr.ndim != 3:
-        raise ArgumentError(
-            f"{fn}: attr.shape={tuple(attr.shape)} must be (H, W) or (H, W, C) (one map; use "
-            "jax.vmap for a batch)"
-        )
+        fail(fn, "attr.shape", tuple(attr.shape), f"has {attr.ndim} axes",
+             "(H, W) or (H, W, C)", "one map per call: use jax.vmap for a batch")
     if channel_axis is None:
-        raise ArgumentError(
-            f"{fn}: channel_axis=None but attr.shape={tuple(attr.shape)} has 3 axes"
-        )
+        fail(fn, "channel_axis", None, f"but attr.shape={tuple(attr.shape)} has 3 axes",
+             "the channel axis of a 3-D map (-3..2)")
     if not -3 <= channel_axis < 3:
-        raise ArgumentError(
-            f"{fn}: channel_axis={channel_axis} is out of range for attr.shape="
-            f"{tuple(attr.shape)}"
-        )
+        fail(fn, "channel_axis", channel_axis,
+             f"is out of range for attr.shape={tuple(attr.shape)}", "an axis in -3..2")
     return attr.sum(axis=channel_axis)
 
 
@@ -134,12 +128,11 @@ def mass_in_region(
     m = _channel_summed(_as_float(attr), channel_axis, "mass_in_region")
     mask = jnp.asarray(mask)
     if mask.dtype != jnp.bool_:
-        raise ArgumentError(f"mass_in_region: mask.dtype={mask.dtype} must be bool")
+        fail_type("mass_in_region", "mask.dtype", str(mask.dtype), "is not bool",
+                  "a boolean mask")
     if mask.shape != m.shape:
-        raise ArgumentError(
-            f"mass_in_region: mask.shape={tuple(mask.shape)} must be the map's (H, W)="
-            f"{tuple(m.shape)}"
-        )
+        fail("mass_in_region", "mask.shape", tuple(mask.shape), "does not match the map",
+             f"the map's (H, W)={tuple(m.shape)}")
     a = jnp.abs(m)
     return _safe_ratio(jnp.where(mask, a, 0).sum(), a.sum())
 
@@ -172,7 +165,7 @@ def gini(attr: jax.Array) -> jax.Array:
     c = jnp.sort(jnp.abs(_as_float(attr)).ravel())
     n = c.size
     if n == 0:
-        raise ArgumentError(f"gini: attr.shape={tuple(jnp.shape(attr))} is empty")
+        fail("gini", "attr.shape", tuple(jnp.shape(attr)), "is empty", "a non-empty map")
     k = jnp.arange(1, n + 1, dtype=c.dtype)
     weighted = (c * (n - k + 0.5)).sum()
     return 1 - 2 * _safe_ratio(weighted, c.sum() * n)
@@ -238,37 +231,31 @@ def deletion_curve(
         Models", arXiv:1806.07421 (the deletion metric).
     """
     if not callable(score_fn):
-        raise ArgumentError(f"deletion_curve: score_fn={score_fn!r} is not callable")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
-        raise ArgumentError(f"deletion_curve: steps={steps!r} must be an int > 0")
-    steps = operator.index(steps)
+        check_callable(score_fn, "score_fn", fn="deletion_curve",
+                       expected="a function of ONE input returning a scalar")
+    steps = check_int(steps, "steps", fn="deletion_curve", minimum=1)
     x = jnp.asarray(x)
     attr = _as_float(attr)
     if attr.shape != x.shape:
-        raise ArgumentError(
-            f"deletion_curve: attr.shape={tuple(attr.shape)} must equal x.shape={tuple(x.shape)}"
-        )
+        fail("deletion_curve", "attr.shape", tuple(attr.shape), "differs from x's",
+             f"x.shape={tuple(x.shape)}")
     baseline = jnp.asarray(baseline, dtype=x.dtype)
     if baseline.ndim and baseline.shape != x.shape:
-        raise ArgumentError(
-            f"deletion_curve: baseline.shape={tuple(baseline.shape)} must be () or x.shape="
-            f"{tuple(x.shape)}"
-        )
+        fail("deletion_curve", "baseline.shape", tuple(baseline.shape), "is not broadcastable",
+             f"() or x.shape={tuple(x.shape)}")
     baseline = jnp.broadcast_to(baseline, x.shape)
 
     if channel_axis is None:
         units = attr
     else:
         if not -x.ndim <= channel_axis < x.ndim:
-            raise ArgumentError(
-                f"deletion_curve: channel_axis={channel_axis} is out of range for x.shape="
-                f"{tuple(x.shape)}"
-            )
+            fail("deletion_curve", "channel_axis", channel_axis,
+                 f"is out of range for x.shape={tuple(x.shape)}", "an axis of x or None")
         channel_axis = channel_axis % x.ndim
         units = attr.sum(axis=channel_axis)
     n = units.size
     if n == 0:
-        raise ArgumentError(f"deletion_curve: x.shape={tuple(x.shape)} is empty")
+        fail("deletion_curve", "x.shape", tuple(x.shape), "is empty", "a non-empty input")
 
     order = jnp.argsort(-units.ravel(), stable=True)  # most attributed first
     rank = jnp.empty((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
@@ -285,9 +272,8 @@ def deletion_curve(
     inputs = jax.vmap(removed)(counts)
     scores = jax.vmap(score_fn)(inputs)
     if scores.shape != (steps + 1,):
-        raise ArgumentError(
-            f"deletion_curve: score_fn must return a scalar, got shape {tuple(scores.shape[1:])}"
-        )
+        fail_type("deletion_curve", "score_fn", score_fn,
+                  f"returns shape {tuple(scores.shape[1:])}", "a function returning a scalar")
     fractions = jnp.asarray(counts_np / n, dtype=scores.dtype)
     auc = (jnp.diff(fractions) * (scores[1:] + scores[:-1]) / 2).sum()
     return DeletionCurve(fractions, scores, auc)
