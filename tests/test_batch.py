@@ -100,6 +100,21 @@ def test_with_a_real_noise_transform():
     np.testing.assert_allclose(maps, expected, rtol=1e-12)
 
 
+def test_jaxattr_transforms_take_labels_at_the_end():
+    def f(x, y):  # score of one example for its label
+        return jnp.tanh(jax.nn.relu(x * np.arange(1.0, 5.0)) @ W)[y]
+
+    key = jax.random.key(2)
+    for attr, kw in ((ja.rectgrad(f, q=50.0), {}), (ja.guided_backprop(f), {}),
+                     (ja.smoothgrad(ja.saliency(f), sigma=0.1, n=3), {"key": key}),
+                     (ja.integrated_gradients(f, steps=4), {})):
+        maps = run(attr, (DATA, LABELS), batch_size=3, **kw)
+        extra = [(jax.random.fold_in(key, i),) if kw else () for i in range(7)]
+        expected = np.stack([attr(DATA[i], *extra[i], LABELS[i]) for i in range(7)])
+        np.testing.assert_allclose(maps, expected, rtol=1e-10, atol=1e-12)
+        assert np.abs(maps).sum() > 0
+
+
 # ------------------------------------------------------------------ data sources
 
 

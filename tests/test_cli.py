@@ -130,6 +130,7 @@ def test_kept_units_use_tf_nearest_not_numpy_nearest():
 # ------------------------------------------------------------------------------------ explain
 
 SCORE_MODULE = """
+import jax
 import jax.numpy as jnp
 
 def score(x, y):
@@ -137,6 +138,9 @@ def score(x, y):
 
 def total(x):
     return jnp.sum(jnp.sin(x))
+
+def relu_score(x, y):
+    return (jnp.maximum(x * jnp.arange(1.0, 4.0), 0.0) ** 2 + x)[y] + jnp.sum(jax.nn.relu(x))
 
 not_a_function = 3
 """
@@ -199,6 +203,21 @@ def test_explain_noise_method_uses_the_key(explain_dir, capsys):
     rc, _, err = _explain(["scoremod_cli:total", "x.npy", "--method", "smoothgrad", "--n", "4",
                            "--key", "6", "--out", "sg", "--batch-size", "4"], capsys)
     assert rc == 2 and "holds another run: key" in err
+
+
+def test_explain_rectgrad_with_labels(explain_dir, capsys):
+    import jaxattr as ja
+
+    x, y = explain_dir
+    rc, _, err = _explain(["scoremod_cli:relu_score", "x.npy,y.npy", "--method", "rectgrad",
+                           "--q", "50", "--out", "rg", "--batch-size", "4"], capsys)
+    assert rc == 0, err
+    import scoremod_cli
+
+    rg = ja.rectgrad(scoremod_cli.relu_score, q=50.0)
+    expected = np.stack([rg(x[i], y[i]) for i in range(9)])
+    np.testing.assert_allclose(np.load("rg/attribution.npy"), expected, rtol=1e-6)
+    assert np.count_nonzero(expected) > 0
 
 
 @pytest.mark.parametrize(
