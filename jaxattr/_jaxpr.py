@@ -14,8 +14,9 @@ reverse-mode derivative uses the given rules. It is also the library's one ReLU 
    constant zero, whose result is not clamped by a ``min`` against a constant (``jnp.clip(x, 0,
    c)`` is not a ReLU), **outside** the definition of any other function with its own derivative
    rule: inside a ``custom_jvp`` or ``custom_vjp`` that is not ``jax.nn.relu`` (``softplus``'s
-   ``logaddexp``, ``relu6``, ``hard_tanh``, a user's function) nothing is rewritten; that function
-   keeps its own rule. If such a function contains a ``jax.nn.relu``, jaxattr warns.
+   ``logaddexp``, ``relu6``, a user's function) nothing is rewritten; that function keeps its own
+   rule. If such a function contains a ``jax.nn.relu``, jaxattr warns. Likewise the other
+   activations of ``jax.nn`` are opaque (``celu`` computes ``max(x, 0) + ...``).
 
 Everything else is left alone: ``leaky_relu``, ``elu``, ``gelu``, ``softplus``, ``relu6``,
 max-pooling (unless ``rules.maxpool``), the max of two non-constant tensors. ReLUs spelled
@@ -163,6 +164,19 @@ def _nn_relu_identity() -> str | None:
     return _func_src(eqn.params["call_jaxpr"])
 
 
+def _nn_source_file() -> str | None:
+    ident = _nn_relu_identity()
+    return ident.split(" at ", 1)[1].rsplit(":", 1)[0] if ident and " at " in ident else None
+
+
+def _is_nn_activation_body(eqn) -> bool:
+    """A jit whose body is one of jax.nn's own activations (``celu`` computes ``max(x, 0) +
+    ...``): its maxes are part of that activation's definition, not ReLUs."""
+    src, path = _func_src(eqn.params["jaxpr"]), _nn_source_file()
+    return bool(src and path and " at " in src and src.split(" at ", 1)[1].rsplit(":", 1)[0]
+                == path)
+
+
 def _is_nn_relu(eqn) -> bool:
     if eqn.primitive.name != "custom_jvp_call":
         return False
@@ -213,6 +227,7 @@ class _Interpreter:
     def __init__(self, rules: Rules, *, inside_custom: bool = False):
         self.rules = rules
         self.inside_custom = inside_custom
+        self.site = ""  # the user's source line of the equation being interpreted
         self.stats = _Stats()
         self._relu = (_make_relu(rules.relu, rules.relu_reads_output)
                       if rules.relu is not None else None)
@@ -220,6 +235,7 @@ class _Interpreter:
     def child(self) -> _Interpreter:
         sub = _Interpreter.__new__(_Interpreter)
         sub.rules, sub.inside_custom, sub._relu = self.rules, self.inside_custom, self._relu
+        sub.site = self.site  # inside jax's own functions, point at the user's call
         sub.stats = _Stats()
         return sub
 
@@ -244,7 +260,9 @@ class _Interpreter:
             env[var] = val
         known_const = {v for v in [*jaxpr.constvars, *jaxpr.invars] if env[v].const}
         clamped = _clamped_maxes(jaxpr, known_const)
+        outer_site = self.site
         for eqn in jaxpr.eqns:
+            self.site = _source_line(eqn).strip() or outer_site
             invals = [read(v) for v in eqn.invars]
             handler = _HANDLERS.get(eqn.primitive.name, _default)
             try:
@@ -260,10 +278,11 @@ class _Interpreter:
             for var, out in zip(eqn.outvars, outs, strict=True):
                 if not isinstance(var, jcore.DropVar):
                     env[var] = out
+        self.site = outer_site
         return [read(v) for v in jaxpr.outvars]
 
     def sub_function(self, closed: jcore.ClosedJaxpr, facts: list[_Val | None],
-                     stats: _Stats) -> Callable[..., list]:
+                     stats: _Stats, *, inside_custom: bool = False) -> Callable[..., list]:
         """A function of raw values evaluating ``closed`` with the rules in a child interpreter.
 
         ``facts[i]`` (or ``None``: nothing known) is the outer value whose static facts argument
@@ -273,6 +292,7 @@ class _Interpreter:
 
         def fn(*args):
             sub = self.child()
+            sub.inside_custom = sub.inside_custom or inside_custom
             vals = [_Val(a) if f is None else _Val(a, const=f.const, zero=f.zero)
                     for a, f in zip(args, facts, strict=True)]
             outer_to_inner = {id(f): v for f, v in zip(facts, vals, strict=True) if f is not None}
@@ -287,10 +307,12 @@ class _Interpreter:
         return fn
 
     def trace_rewritten(self, closed: jcore.ClosedJaxpr, facts: list[_Val | None],
-                        avals: list) -> tuple[jcore.ClosedJaxpr, _Stats]:
+                        avals: list, *, inside_custom: bool = False
+                        ) -> tuple[jcore.ClosedJaxpr, _Stats]:
         """The rewritten body as a new ClosedJaxpr (one trace), with what was rewritten."""
         stats = _Stats()
-        new = jax.make_jaxpr(self.sub_function(closed, facts, stats))(*avals)
+        fn = self.sub_function(closed, facts, stats, inside_custom=inside_custom)
+        new = jax.make_jaxpr(fn)(*avals)
         return new, stats
 
 
@@ -418,7 +440,7 @@ def _positive_mask(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> li
 
 
 def _note_relu_like(interp: _Interpreter, eqn) -> None:
-    where = _source_line(eqn)
+    where = interp.site or "<unknown source>"
     if not interp.inside_custom and where not in interp.stats.relu_like:
         interp.stats.relu_like.append(where)
 
@@ -457,7 +479,8 @@ def _custom_function(interp: _Interpreter, eqn, invals) -> list[_Val]:
 
 def _jit(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     closed = _closed(eqn.params["jaxpr"])
-    new, stats = interp.trace_rewritten(closed, invals, _avals(eqn.invars))
+    new, stats = interp.trace_rewritten(closed, invals, _avals(eqn.invars),
+                                        inside_custom=_is_nn_activation_body(eqn))
     interp.stats.merge(stats)
     if stats.sites:
         outs = _rebind(eqn, [v.value for v in invals], jaxpr=new)
