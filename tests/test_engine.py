@@ -587,3 +587,34 @@ def test_peak_memory_within_ten_percent_of_the_plain_gradient():
         guided, rect = peak(ja.guided_backprop), peak(ja.rectgrad)
     assert guided <= 1.10 * plain and rect <= 1.10 * plain, (plain, guided, rect)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The compat section against the JAX version pip resolved.
+
+
+def test_every_higher_order_primitive_jax_emits_has_a_handler():
+    from jax.sharding import PartitionSpec
+
+    from jaxattr import _jaxpr
+
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("d",))
+    cv = jax.custom_vjp(lambda h: h)
+    cv.defvjp(lambda h: (h, None), lambda _, g: (g,))
+    emitted = {
+        "jit": jax.jit(jnp.sin),
+        "checkpoint": jax.checkpoint(jnp.sin),
+        "custom_jvp": jax.nn.relu,
+        "custom_vjp": cv,
+        "scan": lambda h: lax.scan(lambda c, _: (jnp.sin(c), None), h, None, length=2)[0],
+        "cond": lambda h: lax.cond(True, jnp.sin, jnp.cos, h),
+        "while": lambda h: lax.while_loop(lambda c: jnp.sum(c) < 0, jnp.sin, h),
+        "shard_map": jax.shard_map(jnp.sin, mesh=mesh, in_specs=PartitionSpec(),
+                                   out_specs=PartitionSpec()),
+    }
+    for what, fn in emitted.items():
+        (eqn,) = jax.make_jaxpr(fn)(X).jaxpr.eqns
+        assert eqn.primitive.name in _jaxpr._HANDLERS, (what, eqn.primitive.name)
+    # jax.nn.relu is recognised by what it is (its source location), in this JAX version
+    assert _jaxpr._is_nn_relu(jax.make_jaxpr(jax.nn.relu)(X).jaxpr.eqns[0])
+    assert not _jaxpr._is_nn_relu(jax.make_jaxpr(jax.nn.relu6)(X).jaxpr.eqns[0])
