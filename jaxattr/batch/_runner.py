@@ -80,7 +80,10 @@ def explain_dataset(
     the last committed batch, having re-read (not recomputed) the committed examples to prove the
     data is the same; any difference raises :class:`~jaxattr.errors.ArgumentError` naming what
     changed (``overwrite=True`` starts over). When all rows are written the manifest gets
-    ``"complete": true`` and the data hashes.
+    ``"complete": true`` and the data hashes. Any kill of a process (SIGKILL, OOM, preemption)
+    loses at most the batches in flight; files are not ``fsync``-ed, so after a power loss of the
+    host start over with ``overwrite=True``. Like ``jax.jit``, ``attr_fn`` is traced once per
+    input shape: globals it reads are read then.
 
     Args:
       attr_fn: per-example attribution function (see the calling rule), e.g.
