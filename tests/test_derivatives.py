@@ -48,7 +48,7 @@ NAMES = ["laplacian", "grad_laplacian", "hessian_row_sqnorms", "hessian_laplacia
 @pytest.mark.parametrize("method", ["exact", "forward"])
 @pytest.mark.parametrize("name", NAMES)
 def test_deterministic_methods_match_hand_derivatives(name, method):
-    got = getattr(D, name)(sine_net, method=method)(jnp.asarray(X))
+    got = jax.jit(getattr(D, name)(sine_net, method=method))(jnp.asarray(X))
     np.testing.assert_allclose(got, sine_refs(X)[name], rtol=1e-12, atol=1e-12)
 
 
@@ -57,11 +57,11 @@ def test_laplacian_powers(method):
     ref = sine_refs(X)
     x = jnp.asarray(X)
     for k in (0, 2, 3):
-        np.testing.assert_allclose(D.laplacian_power(sine_net, k, method=method)(x),
+        np.testing.assert_allclose(jax.jit(D.laplacian_power(sine_net, k, method=method))(x),
                                    ref[("power", k)], rtol=1e-11)
-    np.testing.assert_allclose(D.grad_laplacian_power(sine_net, 2, method=method)(x),
+    np.testing.assert_allclose(jax.jit(D.grad_laplacian_power(sine_net, 2, method=method))(x),
                                ref[("gradpower", 2)], rtol=1e-11)
-    np.testing.assert_allclose(D.grad_laplacian_power(sine_net, 1, method=method)(x),
+    np.testing.assert_allclose(jax.jit(D.grad_laplacian_power(sine_net, 1, method=method))(x),
                                ref["grad_laplacian"], rtol=1e-12)
 
 
@@ -84,10 +84,10 @@ def test_hutchinson_within_standard_errors(name, probe, key):
 
 def test_hutchinson_chunked_equals_unchunked_and_single_probe(key):
     x = jnp.asarray(X)
-    a = D.grad_laplacian(sine_net, method="hutchinson", num_probes=10)(x, key)
-    b = D.grad_laplacian(sine_net, method="hutchinson", num_probes=10, chunk=3)(x, key)
+    a = jax.jit(D.grad_laplacian(sine_net, method="hutchinson", num_probes=10))(x, key)
+    b = jax.jit(D.grad_laplacian(sine_net, method="hutchinson", num_probes=10, chunk=3))(x, key)
     np.testing.assert_allclose(a.value, b.value, rtol=1e-13)
-    one = D.laplacian(sine_net, method="hutchinson", num_probes=1)(x, key)
+    one = jax.jit(D.laplacian(sine_net, method="hutchinson", num_probes=1))(x, key)
     assert np.isinf(one.stderr)
 
 
@@ -111,14 +111,15 @@ def test_forward_chunking_and_shapes_agree_with_exact():
     x = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)))
     ref = grad_lap(x)
     for chunk in (None, 5, 12):
-        got = D.grad_laplacian(f, method="forward", chunk=chunk)(x)
+        got = jax.jit(D.grad_laplacian(f, method="forward", chunk=chunk))(x)
         assert got.shape == x.shape
         np.testing.assert_allclose(got, ref, rtol=1e-11, atol=1e-13)
-    np.testing.assert_allclose(D.grad_laplacian(f)(x), ref, rtol=1e-11, atol=1e-13)
-    lap_exact = D.laplacian(f)(x)
-    np.testing.assert_allclose(D.laplacian(f, method="forward", chunk=5)(x), lap_exact, rtol=1e-12)
-    np.testing.assert_allclose(D.hessian_row_sqnorms(f, method="forward", chunk=5)(x),
-                               D.hessian_row_sqnorms(f)(x), rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(D.grad_laplacian(f))(x), ref, rtol=1e-11, atol=1e-13)
+    lap_exact = jax.jit(D.laplacian(f))(x)
+    lap_forward = jax.jit(D.laplacian(f, method="forward", chunk=5))(x)
+    np.testing.assert_allclose(lap_forward, lap_exact, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(D.hessian_row_sqnorms(f, method="forward", chunk=5))(x),
+                               jax.jit(D.hessian_row_sqnorms(f))(x), rtol=1e-12)
     jitted = jax.jit(D.grad_laplacian(f, method="forward", chunk=5))(x)
     np.testing.assert_allclose(jitted, ref, rtol=1e-11, atol=1e-13)
 
@@ -128,11 +129,11 @@ def test_chunked_forward_beyond_the_exact_limit():
     grad Laplacian; the exact method refuses and names both alternatives."""
     f, grad_lap = _mlp(32 * 32 * 3, 3)
     x = jnp.asarray(np.random.default_rng(2).normal(size=(32, 32, 3)) * 0.1)
-    got = D.grad_laplacian(f, method="forward", chunk=1024)(x)
+    got = jax.jit(D.grad_laplacian(f, method="forward", chunk=1024))(x)
     np.testing.assert_allclose(got, grad_lap(x), rtol=1e-10, atol=1e-14)
     with pytest.raises(ArgumentError, match=r"grad_laplacian: x=.* has d=3072 entries; expected "
                        r"d <= 2048 for method='exact'\. use method='forward' or .*hutchinson"):
-        D.grad_laplacian(f)(x)
+        jax.jit(D.grad_laplacian(f))(x)
 
 
 def _rademacher_grad_lap_moments(W1, b1, w2, x, num_probes):
@@ -185,7 +186,7 @@ def test_folx_fallback_warns_and_is_exact():
 
     x = jnp.array([0.3, 0.5, 0.9])
     with pytest.warns(D.FolxFallbackWarning, match="falling back to method='exact'"):
-        got = D.laplacian(f, method="forward")(x)
+        got = jax.jit(D.laplacian(f, method="forward"))(x)
     s = np.sin(np.asarray(x))
     # f = prod sin(x_i): d^2/dx_i^2 = -f, so Lap f = -3 f
     np.testing.assert_allclose(got, -3 * np.prod(s), rtol=1e-12)
