@@ -27,11 +27,6 @@ F32 = jnp.float32
 # ----------------------------------------------------------------------------------------- data
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_digits(seed=0)
-
-
 def test_load_digits_shapes_dtypes_range(digits):
     assert isinstance(digits, Digits)
     assert digits.x_train.shape == (1348, 8, 8, 1) and digits.x_test.shape == (449, 8, 8, 1)
@@ -140,15 +135,8 @@ def test_cnn_errors(model, shape, match):
 # -------------------------------------------------------------------------------- training
 
 
-@pytest.fixture(scope="module")
-def trained(digits):
-    model = DigitsCNN()
-    params = train(model, digits.train, key=jax.random.key(0), steps=150, lr=3e-3)
-    return model, params
-
-
-def test_training_reaches_90_percent(trained, digits):
-    model, params = trained
+def test_training_reaches_90_percent(trained_digits_cnn, digits):
+    model, params = trained_digits_cnn
     acc = accuracy(model, params, *digits.test)
     # independent reference for the accuracy: numpy on the logits
     logits = np.asarray(model.apply(params, jnp.asarray(digits.x_test)))
@@ -207,8 +195,8 @@ def test_train_errors(kwargs, exc, match):
         train(DigitsCNN(), data, **args)
 
 
-def test_batched_and_single_example_agree(trained, digits):
-    model, params = trained
+def test_batched_and_single_example_agree(trained_digits_cnn, digits):
+    model, params = trained_digits_cnn
     x = jnp.asarray(digits.x_test[:3])
     batched = model.apply(params, x)
     for i in range(3):
@@ -218,8 +206,8 @@ def test_batched_and_single_example_agree(trained, digits):
 # ----------------------------------------------------------------------------------- score
 
 
-def test_score_fn_is_max_logit_or_label_logit(trained, digits):
-    model, params = trained
+def test_score_fn_is_max_logit_or_label_logit(trained_digits_cnn, digits):
+    model, params = trained_digits_cnn
     x = jnp.asarray(digits.x_test[:4])
     logits = np.asarray(model.apply(params, x))
     s_max = score_fn(model, params)
