@@ -144,8 +144,8 @@ def test_histogram_digit_widths_and_radix_digit_widths():
     v = np.where(rng.random(2000) < 0.6, 0.0, rng.normal(size=2000)).astype(np.float32)
     ks = (0, 40, 1999)
     want = [reference(v, k) for k in ks]
-    for method, bits_ in [("histogram", 3), ("histogram", 11), ("radix", 4)]:
-        # histogram: 32 = 10*3+2 and 2*11+10 bits (8, the default, runs in the other tests)
+    for method, bits_ in [("histogram", 11), ("radix", 4)]:
+        # histogram: 32 = 11+11+10 bits, a narrower last digit (8, the default, runs elsewhere)
         for k, got, w in zip(ks, select_all(v, ks, method, digit_bits=bits_), want, strict=True):
             assert_same_bits(got, w, (method, bits_, k))
 
@@ -157,7 +157,7 @@ def test_large_layer_mostly_zeros():
     v = v.astype(np.float32)
     ks = (nearest_rank(n, 98.0), 0, n - 1)
     want = [reference(v, k) for k in ks]
-    for method in ("bracket", "radix", "host", "sort"):
+    for method in ("bracket", "radix", "host"):
         for k, got, w in zip(ks, select_all(v, ks, method), want, strict=True):
             assert_same_bits(got, w, (method, k))
 
