@@ -92,14 +92,6 @@ def test_key_is_the_second_argument_and_per_example():
     np.testing.assert_array_equal(legacy, a)
 
 
-def test_with_a_real_noise_transform():
-    key = jax.random.key(1)
-    sg = ja.smoothgrad(saliency, sigma=0.1, n=4)
-    maps = run(sg, DATA, batch_size=3, key=key)
-    expected = np.stack([sg(DATA[i], jax.random.fold_in(key, i)) for i in range(7)])
-    np.testing.assert_allclose(maps, expected, rtol=1e-12)
-
-
 def test_jaxattr_transforms_take_labels_at_the_end():
     def f(x, y):  # score of one example for its label
         return jnp.tanh(jax.nn.relu(x * np.arange(1.0, 5.0)) @ W)[y]
