@@ -279,6 +279,15 @@ def test_resume_with_another_run_is_refused_naming_what_changed(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["rows"] == 5
 
 
+def test_missing_leaf_file_is_reported(tmp_path):
+    run(saliency, DATA, batch_size=4, out=tmp_path)
+    os.remove(tmp_path / "attribution.npy")
+    with pytest.raises(ArgumentError, match="has a manifest but no attribution.npy"):
+        run(saliency, DATA, batch_size=4, out=tmp_path)
+    maps = run(saliency, DATA, batch_size=4, out=tmp_path, overwrite=True)
+    np.testing.assert_allclose(maps, expected_saliency(DATA), rtol=1e-12)
+
+
 def test_constants_captured_by_attr_fn_are_fingerprinted(tmp_path):
     w = np.ones(4)
     run(lambda x: jax.grad(lambda x: jnp.sum(jnp.sin(x) * w))(x), DATA, out=tmp_path)

@@ -14,6 +14,12 @@ Layout of ``out/``::
 
 Every .npy header is padded to a fixed 256 bytes so that an iterable's row count, unknown until
 the end, is written in place when the run completes.
+
+Why plain .npy and not zarr or tensorstore: a row-major .npy is one contiguous byte range per
+batch (one ``os.pwrite`` per leaf and batch, from any process, at an offset known in advance),
+every numpy reads it, memory-mapped, with no dependency; chunked stores would add a dependency
+and chunk-boundary coordination between processes for no gain in this write-once, append-order
+pattern.
 """
 
 from __future__ import annotations
@@ -146,6 +152,10 @@ class DiskSink:
 
     def open(self) -> None:
         os.makedirs(os.path.dirname(self.progress_path), exist_ok=True)
+        missing = [f for f in self.files if not os.path.exists(f)]
+        if missing:
+            fail(FN, "out", self.path, f"has a manifest but no {os.path.basename(missing[0])}",
+                 "an intact output directory", "pass overwrite=True to start over")
         self.fds = [os.open(f, os.O_RDWR) for f in self.files]
         self.hash_fd = os.open(self.hash_path, os.O_RDWR | os.O_CREAT, 0o644)
 
