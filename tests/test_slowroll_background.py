@@ -1,43 +1,27 @@
 """Slow-roll background and parameters: exact power-law values, conversions, bad input."""
 
 import math
+import warnings
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import slowroll_shared as shared
+from slowroll_shared import family
 
-from jaxattr.errors import ArgumentError
-from jaxattr.slowroll import background, flow_parameters, potential_parameters
-
-
-class Family(eqx.Module):
-    """V = v0 phi^p exp(-lam phi): monomials (lam = 0) and power-law inflation (p = 0).
-
-    One class with array parameters, so every instance shares one compilation."""
-
-    v0: jax.Array
-    p: jax.Array
-    lam: jax.Array
-
-    def __call__(self, phi):
-        return self.v0 * jnp.power(phi, self.p) * jnp.exp(-self.lam * phi)
-
-
-def family(v0=1.0, p=0.0, lam=0.0):
-    return Family(jnp.asarray(v0, float), jnp.asarray(p, float), jnp.asarray(lam, float))
+from jaxattr.errors import ArgumentError, ArgumentTypeError
+from jaxattr.slowroll import background, flow_parameters, horizon_k, potential_parameters
 
 
 @pytest.fixture(scope="module")
 def power_law():
-    eps = 0.02
-    return eps, background(family(lam=math.sqrt(2 * eps)), 1.0, n_max=20.0, require_end=False)
+    return 0.02, shared.power_law(0.02)
 
 
 @pytest.fixture(scope="module")
 def quadratic():
-    return background(family(p=2.0, v0=0.5), 16.0)
+    return shared.quadratic()
 
 
 def test_power_law_parameters_exact(power_law):
@@ -64,7 +48,7 @@ def test_quadratic_end_and_conversions(quadratic):
     bg = quadratic
     assert bool(bg.ended)
     # slow-roll estimate: N_end ~ (phi0^2 - phi_end^2)/4 with phi_end ~ sqrt(2)
-    assert abs(float(bg.n_end) - (16.0**2 - 2.0) / 4) < 1.5
+    assert abs(float(bg.n_end) - (17.0**2 - 2.0) / 4) < 1.5
     np.testing.assert_allclose(bg.phi_n(bg.n_end) ** 2 / 2, 1.0, rtol=1e-9)
     p = flow_parameters(bg, jnp.array([10.0, 30.0, 50.0]))
     e1, e2, e3, e4 = (p[f"eps{i}"] for i in range(1, 5))
@@ -92,24 +76,72 @@ def test_potential_parameters_closed_form():
     np.testing.assert_allclose(p["xi2_V"], 96 / phi**4, rtol=1e-14)
 
 
-def test_float32_input_promoted():
+def test_float32_input_promoted_and_warned():
     phi = jnp.asarray(10.0, dtype=jnp.float32)
-    p = potential_parameters(lambda x: x**2, phi)
+    with pytest.warns(UserWarning, match="potential_parameters: phi has dtype float32"):
+        p = potential_parameters(lambda x: x**2, phi)
     assert p["eps_V"].dtype == jnp.float64
 
 
+def test_x64_off_n_end_arithmetic_stays_float64(quadratic):
+    """With JAX's float64 off (the default), ``bg.n_end - 60`` used to be float32 (4e-6 e-folds
+    off: ln P off by 1.4e-8); n_end is now a numpy float64, so it stays exact.  Mutation: storing
+    n_end as a jax array (the old code) makes the dtype float32 and the k differ by 3e-6."""
+    bg = quadratic
+    exact = horizon_k(bg, float(bg.n_end) - 60.0)
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")  # and nothing to warn about
+        n = bg.n_end - 60
+        assert n.dtype == np.float64
+        k = horizon_k(bg, n)
+        assert k.dtype == np.float64
+    np.testing.assert_array_equal(np.asarray(k), np.asarray(exact))
+
+
+def test_x64_off_float32_inputs_warned(quadratic):
+    """A float32 n (rounded before horizon_k sees it) and a float32 potential parameter (rounded
+    before any float64 arithmetic; it passes the float64 output check) are warned about.
+    Mutation: deleting either warning fails its pytest.warns."""
+    bg = quadratic
+    with jax.enable_x64(False):
+        n32 = jnp.asarray(float(bg.n_end), jnp.float32) - 60
+        assert n32.dtype == jnp.float32
+        with pytest.warns(UserWarning, match="horizon_k: n has dtype float32: it was rounded"):
+            k = horizon_k(bg, n32)
+        assert k.dtype == np.float64  # computed in float64 all the same
+        lam32 = jnp.asarray(0.2)  # float32 with x64 off
+        assert lam32.dtype == jnp.float32
+    # v0 = -1: the warning comes first, then V(phi0) < 0 stops it before any (new) compile
+    pot = shared.Family(*(jnp.asarray(v, jnp.float64) for v in (-1.0, 0.0)),
+                        lam32, *(jnp.asarray(v, jnp.float64) for v in (0.0, 0.0, 0.0, 1.0)))
+    with (pytest.warns(UserWarning, match="background: potential holds float32 parameter"),
+          pytest.raises(ArgumentError, match="gives V")):
+        background(pot, 1.0)
+
+
 def test_bad_input(quadratic):
-    with pytest.raises(ArgumentError, match=r"V\(phi0\)=-1.0 must be > 0"):
+    fn = "background: "
+    with pytest.raises(ArgumentError, match=fn + r"phi0=1.0 gives V\(phi0\)=-1.0; expected"):
         background(lambda x: -(x**2), 1.0)
-    with pytest.raises(ArgumentError, match="does not roll"):
+    with pytest.raises(ArgumentError, match=fn + "phi0=0.0 gives V'.*does not roll"):
         background(lambda x: 1.0 + x**2, 0.0)
-    with pytest.raises(ArgumentError, match="not inflating"):
+    with pytest.raises(ArgumentError, match=fn + "phi0=0.5 gives eps1=8 >= 1: .*not inflating"):
         background(lambda x: x**2, 0.5)
-    with pytest.raises(ArgumentError, match="inflation never ends within n_max=5.0"):
+    with pytest.raises(ArgumentError, match=fn + "n_max=5.0 was reached before inflation ended"):
         background(family(lam=0.2), 1.0, n_max=5.0)
-    with pytest.raises(ArgumentError, match="lasts only .* e-folds < efolds=100"):
-        background(family(p=2.0, v0=0.5), 16.0, efolds=100)
-    with pytest.raises(TypeError, match="returned float32"):
+    with pytest.raises(ArgumentError, match=fn + "efolds=100.0 is more than the 7.*e-folds"):
+        background(family(p=2.0, v0=0.5), 17.0, efolds=100)
+    with pytest.raises(ArgumentTypeError, match=fn + "potential=.* returned float32"):
         background(lambda x: jnp.float32(1.0) + x.astype(jnp.float32) ** 2, 10.0)
-    with pytest.raises(ArgumentError, match="n_max=-1 must be > 0"):
+    with pytest.raises(ArgumentError, match=fn + r"n_max=-1 is out of range; expected .*\(0, inf"):
         background(lambda x: x**2, 10.0, n_max=-1)
+    with pytest.raises(ArgumentTypeError, match=fn + "potential=3.0 has type float"):
+        background(3.0, 10.0)
+    with pytest.raises(ArgumentTypeError, match=fn + "max_steps=1.5 has type float"):
+        background(lambda x: x**2, 10.0, max_steps=1.5)
+    with pytest.raises(ArgumentTypeError, match=fn + "phi0=<array of shape \\(2,\\)"):
+        background(lambda x: x**2, np.ones(2))
+    with pytest.raises(ArgumentTypeError, match="flow_parameters: bg=.* has type Family"):
+        flow_parameters(family(), 1.0)
+    with pytest.raises(ArgumentTypeError, match="horizon_k: n='a' has dtype <U1"):
+        horizon_k(quadratic, "a")

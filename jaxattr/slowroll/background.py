@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable
 
 import diffrax
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optimistix as optx
 
-from ..errors import ArgumentError
+from .._checks import check_callable, check_int, check_real, fail, fail_type
 
 __all__ = ["Background", "background"]
 
@@ -33,6 +34,41 @@ def x64():
     if jax.config.jax_enable_x64:
         return contextlib.nullcontext()
     return jax.enable_x64(True)
+
+
+def _warn_low_precision_leaves(potential, fn: str) -> None:
+    """Warn if a pytree potential holds floating arrays narrower than float64."""
+    narrow = sorted({str(leaf.dtype) for leaf in jax.tree_util.tree_leaves(potential)
+                     if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jnp.floating)
+                     and jnp.finfo(leaf.dtype).bits < 64})
+    if narrow:
+        warnings.warn(
+            f"{fn}: potential holds {'/'.join(narrow)} parameter arrays: their values are"
+            " rounded (float32: relative 6e-8) before any float64 arithmetic; create them in"
+            " float64 (jnp.asarray(x, jnp.float64) inside jax.enable_x64(True), or numpy)",
+            UserWarning, stacklevel=3)
+
+
+def _float64(value, name: str, fn: str, stacklevel: int = 3) -> np.ndarray:
+    """A real array as numpy float64; float32/16 input (rounded already) is warned about."""
+    arr = value if isinstance(value, (np.ndarray, jax.Array)) else np.asarray(value)
+    dtype = arr.dtype
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        fail_type(fn, name, value, f"has dtype {dtype}", "real numbers")
+    if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits < 64:
+        warnings.warn(
+            f"{fn}: {name} has dtype {dtype}: it was rounded before reaching {fn} (float32:"
+            f" relative 6e-8), e.g. by arithmetic done with JAX's float64 off; pass Python"
+            f" floats, numpy float64, or compute {name} inside jax.enable_x64(True)",
+            UserWarning, stacklevel=stacklevel)
+    return np.asarray(arr, dtype=np.float64)
+
+
+def check_background(bg, fn: str) -> Background:
+    if not isinstance(bg, Background):
+        fail_type(fn, "bg", bg, f"has type {type(bg).__name__}",
+                  "a Background from jaxattr.slowroll.background(V, phi0)")
+    return bg
 
 
 def _rhs(potential: Potential):
@@ -52,8 +88,9 @@ class Background(eqx.Module):
 
     Attributes:
         potential: the potential V(phi): a function or an equinox Module (its arrays are traced).
-        n_start: first e-fold (0).
-        n_end: last e-fold: the end of inflation (eps1 = 1), or ``n_max``.
+        n_start: first e-fold (0), a 0-d numpy float64 array.
+        n_end: last e-fold: the end of inflation (eps1 = 1), or ``n_max``; a 0-d numpy float64
+            array, so that ``bg.n_end - 60`` stays float64 even with JAX's float64 off.
         ended: whether inflation ended (eps1 reached 1) inside the solved range.
         grid: the solver's accepted steps, shape (m,), padded with ``n_end``.
         grid_log_ah: ln(aH) on ``grid``.
@@ -214,69 +251,73 @@ def background(
     Raises:
         ArgumentError: if V(phi0) <= 0, V'(phi0) = 0, eps1(phi0) >= 1, V is not positive where
             the field rolls, inflation does not end (``require_end``) or does not last
-            ``efolds``, or the solver fails.
-        TypeError: if V does not compute in float64.
+            ``efolds``, the solver fails, or an option is out of range.
+        ArgumentTypeError: if V is not callable or does not compute in float64.
+
+    Warns:
+        UserWarning: if V is a pytree (an equinox Module...) holding float32/16 arrays: their
+            values are rounded (relative 6e-8 for float32), which float64 cannot undo.
 
     Example:
         >>> import jax.numpy as jnp
-        >>> bg = background(lambda p: 0.5 * p**2, 5.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 5.0)
         >>> print(bool(bg.ended))
         True
 
     References:
         Choe, Gong, Stewart 2004, arXiv:hep-ph/0405155.
     """
-    if not callable(potential):
-        raise TypeError(f"potential={potential!r} must be a callable V(phi)")
-    if not (n_max > 0):
-        raise ArgumentError(f"n_max={n_max} must be > 0")
+    fn = "background"
+    check_callable(potential, "potential", fn=fn, expected="a callable V(phi)")
+    n_max = check_real(n_max, "n_max", fn=fn, lo=0, lo_open=True)
+    if efolds is not None:
+        efolds = check_real(efolds, "efolds", fn=fn, lo=0, lo_open=True)
+    rtol = check_real(rtol, "rtol", fn=fn, lo=0, lo_open=True)
+    atol = check_real(atol, "atol", fn=fn, lo=0, lo_open=True)
+    max_steps = check_int(max_steps, "max_steps", fn=fn, minimum=1)
+    phi0 = check_real(phi0, "phi0", fn=fn, expected="a finite real scalar")
+    _warn_low_precision_leaves(potential, fn)
     with x64():
         phi0 = jnp.asarray(phi0, dtype=jnp.float64)
-        if phi0.shape != ():
-            raise ArgumentError(f"phi0 must be a scalar, got shape {phi0.shape}")
         v0 = jnp.asarray(potential(phi0))
         if v0.dtype != jnp.float64:
-            raise TypeError(
-                f"V(phi) returned {v0.dtype} for a float64 phi: write V with float64 arithmetic"
-            )
+            fail_type(fn, "potential", potential, f"returned {v0.dtype} for a float64 phi",
+                      "a V(phi) that computes in float64",
+                      "write V with float64 arithmetic (no float32 casts or constants)")
         if not (float(v0) > 0):
-            raise ArgumentError(f"V(phi0)={float(v0)} must be > 0 at phi0={float(phi0)}")
+            fail(fn, "phi0", float(phi0), f"gives V(phi0)={float(v0)}", "a phi0 with V(phi0) > 0")
         dv0 = float(jax.grad(potential)(phi0))
         if dv0 == 0.0 or not math.isfinite(dv0):
-            raise ArgumentError(
-                f"V'(phi0)={dv0} at phi0={float(phi0)}: the field does not roll (no slow roll)"
-            )
+            fail(fn, "phi0", float(phi0), f"gives V'(phi0)={dv0}: the field does not roll",
+                 "a phi0 where V' is finite and nonzero (no slow roll at an extremum)")
         eps_v = 0.5 * (dv0 / float(v0)) ** 2
         if eps_v >= 1.0:
-            raise ArgumentError(
-                f"eps1={eps_v:.3g} >= 1 at phi0={float(phi0)}: the field is not inflating there"
-            )
+            fail(fn, "phi0", float(phi0),
+                 f"gives eps1={eps_v:.3g} >= 1: the field is not inflating there",
+                 "a phi0 where eps_V = (V'/V)^2/2 < 1")
         sol, ysol, n_end, ended, grid, grid_log_ah, grid_y, vmin = _solve(
             potential, phi0, *(jnp.asarray(v, jnp.float64) for v in (n_max, rtol, atol)),
             int(max_steps),
         )
         if not (float(vmin) > 0) or not np.all(np.isfinite(np.asarray(grid))):
-            raise ArgumentError(
-                f"V is not positive where the field rolls (min V = {float(vmin):.3g})"
-            )
+            fail(fn, "potential", potential,
+                 f"is not positive where the field rolls (min V = {float(vmin):.3g})",
+                 "V > 0 along the trajectory from phi0 to the end of inflation")
         if sol.result != diffrax.RESULTS.successful and not bool(ended):
-            raise ArgumentError(
-                f"the background solve failed ({sol.result}); raise max_steps={max_steps}"
-            )
+            fail(fn, "max_steps", max_steps, f"was too small: the background solve failed"
+                 f" ({sol.result})", "a larger max_steps")
         if require_end and not bool(ended):
-            raise ArgumentError(
-                f"inflation never ends within n_max={n_max} e-folds; pass require_end=False"
-                " to solve a model that does not end"
-            )
+            fail(fn, "n_max", n_max, "was reached before inflation ended",
+                 "a model whose inflation ends within n_max e-folds",
+                 "pass require_end=False to solve a model that does not end")
         if efolds is not None and float(n_end) < efolds:
-            raise ArgumentError(
-                f"inflation lasts only {float(n_end):.4g} e-folds < efolds={efolds}: start"
-                " from a larger |phi0|"
-            )
+            fail(fn, "efolds", efolds, f"is more than the {float(n_end):.4g} e-folds inflation"
+                 " lasts", "efolds <= the duration of inflation", "start from a larger |phi0|")
         return Background(
             potential=potential,
-            n_start=jnp.asarray(0.0),
-            n_end=n_end,
+            n_start=np.asarray(0.0),
+            n_end=np.asarray(n_end, dtype=np.float64),
             ended=jnp.asarray(ended),
             grid=grid,
             grid_log_ah=grid_log_ah,

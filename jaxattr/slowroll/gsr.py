@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ArgumentError
+from .._checks import check_real
 from .background import Background, x64
 from .parameters import cosmic_state, d_dn, hubble
 
@@ -198,10 +198,12 @@ def gsr_power_spectrum(
 
     Raises:
         ArgumentError: bad order, x_min, x_max or k.
+        ArgumentTypeError: an option of the wrong type (a bool order...).
 
     Example:
         >>> from jaxattr.slowroll import background, horizon_k
-        >>> bg = background(lambda p: 0.5 * p**2, 14.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 14.0)
         >>> print(bool(gsr_power_spectrum(bg, horizon_k(bg, 20.0)) > 0))
         True
 
@@ -209,19 +211,17 @@ def gsr_power_spectrum(
         Stewart 2002, arXiv:astro-ph/0110322; Dvorkin, Hu 2010, arXiv:0910.2237;
         Choe, Gong, Stewart 2004, arXiv:hep-ph/0405155.
     """
-    from .spectrum import _eval_n_jit, as_background, check_k
+    from .spectrum import _check_order, _eval_n_jit, as_background, check_k
 
-    if order not in (1, 2) or isinstance(order, bool):
-        raise ArgumentError(f"order={order!r} must be 1 or 2")
-    if not 0 < x_min < 0.1:
-        raise ArgumentError(f"x_min={x_min} must be in (0, 0.1)")
-    if not x_max >= 50:
-        raise ArgumentError(f"x_max={x_max} must be >= 50")
-    bg = as_background(potential, phi0, background_kwargs)
+    fn = "gsr_power_spectrum"
+    order = _check_order(order, fn, (1, 2))
+    x_min = check_real(x_min, "x_min", fn=fn, lo=0, hi=0.1, lo_open=True)
+    x_max = check_real(x_max, "x_max", fn=fn, lo=50)
+    bg = as_background(potential, phi0, background_kwargs, fn)
     nodes, weights = _nodes(x_min, x_max, 40, 1.0, 12)
     with x64():
         k = check_k(bg, k, "conformal", margin_start=math.log(x_max) + 0.5,
-                    margin_end=math.log(1 / x_min) + 0.5)
+                    margin_end=math.log(1 / x_min) + 0.5, fn=fn)
         log_k = jnp.log(k)
         n_c = _eval_n_jit(bg, log_k, "conformal")
         if order == 1:
@@ -263,7 +263,8 @@ def _panels(x_min, x_max, per_panel, x_c=X_C):
     in x~ on [1, x_max] (the sub-horizon stage).  Returns, for each stage, nodes x~ (P, p) and
     d ln x~ / dt at the nodes (P, p); then the Gauss-Legendre weights w and cumulative S."""
     t, w, s = _cumulative_matrix(per_panel)
-    n_log = max(1, math.ceil(math.log(x_c / x_min)))
+    # 13 panels at least: every x_min >= 1e-5 gives the same shapes (no recompilation)
+    n_log = max(13, math.ceil(math.log(x_c / x_min)))
     log_edges = np.linspace(math.log(x_min), math.log(x_c), n_log + 1)
     lo_nodes, lo_jac = [], []
     for lo, hi in zip(log_edges[:-1], log_edges[1:], strict=True):

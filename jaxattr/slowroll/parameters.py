@@ -14,7 +14,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .background import Background, x64
+from .._checks import check_callable
+from .background import Background, _float64, _warn_low_precision_leaves, check_background, x64
 
 __all__ = ["flow_parameters", "potential_parameters", "cosmic_state"]
 
@@ -87,14 +88,16 @@ def flow_parameters(bg: Background, n: jax.Array) -> dict[str, jax.Array]:
 
     Example:
         >>> from jaxattr.slowroll import background
-        >>> bg = background(lambda p: 0.5 * p**2, 16.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 16.0)
         >>> p = flow_parameters(bg, 10.0)
         >>> print(round(float(p["eps1"] * p["phi"] ** 2), 1))
         2.0
     """
+    check_background(bg, "flow_parameters")
+    n = _float64(n, "n", "flow_parameters")
     with x64():
-        n = jnp.asarray(n, dtype=jnp.float64)
-        return _flow_parameters(bg, n)
+        return _flow_parameters(bg, jnp.asarray(n))
 
 
 @eqx.filter_jit
@@ -135,8 +138,12 @@ def potential_parameters(potential: Fn, phi: jax.Array) -> dict[str, jax.Array]:
         >>> print(float(p["eps_V"]), float(p["eta_V"]), float(p["xi2_V"]))
         0.02 0.02 0.0
     """
+    fn = "potential_parameters"
+    check_callable(potential, "potential", fn=fn, expected="a callable V(phi)")
+    _warn_low_precision_leaves(potential, fn)
+    phi = _float64(phi, "phi", fn)
     with x64():
-        phi = jnp.asarray(phi, dtype=jnp.float64)
+        phi = jnp.asarray(phi)
         d1 = jax.grad(potential)
         d2 = jax.grad(d1)
         d3 = jax.grad(d2)

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import ArgumentError
-from .background import Background, background, x64
+from .._checks import check_choice, check_int, fail
+from .background import Background, _float64, background, check_background, x64
 from .parameters import cosmic_state, d_dn, delta_fns, eps_fns, hubble
 
 __all__ = [
@@ -117,22 +117,25 @@ def _evaluation_efold(bg: Background, log_k: jax.Array, point: str) -> jax.Array
     return jax.lax.fori_loop(0, 3, newton, n)
 
 
-def _check_order(order):
-    if order not in (0, 1, 2, 3):
-        raise ArgumentError(f"order={order!r} must be one of 0, 1, 2, 3")
+def _check_order(order, fn, orders=(0, 1, 2, 3)):
+    order = check_int(order, "order", fn=fn)
+    if order not in orders:
+        fail(fn, "order", order, "is not an available order",
+             "one of " + ", ".join(map(str, orders)))
+    return order
 
 
-def _check_point(point):
-    if point not in POINTS:
-        raise ArgumentError(f"point={point!r} must be one of {POINTS}")
+def _check_point(point, fn):
+    return check_choice(point, "point", POINTS, fn=fn)
 
 
-def as_background(potential_or_bg, phi0, bg_kwargs) -> Background:
+def as_background(potential_or_bg, phi0, bg_kwargs, fn: str = "background") -> Background:
     """Use a solved background as is, or solve one for a potential."""
     if isinstance(potential_or_bg, Background):
         return potential_or_bg
     if phi0 is None:
-        raise ArgumentError("phi0=None: pass phi0 (or a solved Background instead of V)")
+        fail(fn, "phi0", phi0, "is missing for a potential V", "the initial field value phi0",
+             "pass phi0=..., or a solved Background instead of V")
     return background(potential_or_bg, phi0, **bg_kwargs)
 
 
@@ -143,32 +146,33 @@ def log_k_range(bg: Background, point: str = "conformal") -> tuple[float, float]
         return float(vals[0]), float(jnp.max(vals))
 
 
-def check_k(bg: Background, k, point: str = "conformal", *, margin_start=0.0, margin_end=0.0):
-    """Validate k (positive, float64, inside the solved range) and return it as float64."""
-    k_in = jnp.asarray(k)
-    if not jnp.issubdtype(k_in.dtype, jnp.floating) and not jnp.issubdtype(
-        k_in.dtype, jnp.integer
-    ):
-        raise TypeError(f"k must be real, got dtype {k_in.dtype}")
-    kk = np.asarray(k_in, dtype=np.float64)
+def check_k(bg: Background, k, point: str = "conformal", *, margin_start=0.0, margin_end=0.0,
+            fn: str = "power_spectrum", stacklevel: int = 4):
+    """Validate k (positive, inside the solved range) and return it as float64."""
+    kk = _float64(k, "k", fn, stacklevel)
     if kk.size == 0 or not np.all(kk > 0):
-        raise ArgumentError(f"k must be > 0, got min(k)={kk.min() if kk.size else None}")
+        fail(fn, "k", k, "is not all > 0" if kk.size else "is empty", "wavenumbers k > 0")
     lo, hi = log_k_range(bg, point)
     lk = np.log(kk)
     lo, hi = lo + margin_start, hi - margin_end
     if lk.min() < lo or lk.max() > hi:
-        raise ArgumentError(
-            f"k in [{kk.min():.4g}, {kk.max():.4g}] is outside the modes that exit during the"
-            f" solved background: need k in [{math.exp(lo):.4g}, {math.exp(hi):.4g}]"
-        )
+        fail(fn, "k", k, f"spans [{kk.min():.4g}, {kk.max():.4g}], outside the modes that exit"
+             " during the solved background", f"k in [{math.exp(lo):.4g}, {math.exp(hi):.4g}]")
     return jnp.asarray(kk)
 
 
 def evaluation_efold(bg: Background, k, *, point: str = "conformal") -> jax.Array:
-    """The e-fold where mode k is evaluated (-k eta = 1, or aH = k)."""
-    _check_point(point)
+    """The e-fold where mode k is evaluated (-k eta = 1, or aH = k).
+
+    Raises:
+        ArgumentError: bad point, or k outside the solved background.
+        ArgumentTypeError: ``bg`` is not a :class:`Background`.
+    """
+    fn = "evaluation_efold"
+    check_background(bg, fn)
+    _check_point(point, fn)
     with x64():
-        k = check_k(bg, k, point)
+        k = check_k(bg, k, point, fn=fn)
         return _eval_n_jit(bg, jnp.log(k), point)
 
 
@@ -182,13 +186,26 @@ def _eval_n_jit(bg, log_k, point):
 def horizon_k(bg: Background, n) -> jax.Array:
     """k = aH of the mode that crosses the horizon at e-fold(s) ``n`` (a = 1 at N = 0).
 
+    Computed in float64 whatever JAX's global float64 flag.  ``bg.n_end`` is a numpy float64,
+    so ``horizon_k(bg, bg.n_end - 60)`` stays exact with the flag off; an ``n`` that arrives
+    as float32 (rounded already: 4e-6 e-folds near N = 60) is used but warned about.
+
+    Raises:
+        ArgumentTypeError: ``bg`` is not a :class:`Background`, or ``n`` is not real.
+
+    Warns:
+        UserWarning: ``n`` has a floating dtype narrower than float64.
+
     Example:
-        >>> bg = background(lambda p: 0.5 * p**2, 16.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 16.0)
         >>> print(bool(horizon_k(bg, 10.0) > horizon_k(bg, 5.0)))
         True
     """
+    check_background(bg, "horizon_k")
+    n = _float64(n, "n", "horizon_k")
     with x64():
-        return jnp.exp(bg.log_ah(jnp.asarray(n, dtype=jnp.float64)))
+        return jnp.exp(bg.log_ah(jnp.asarray(n)))
 
 
 @eqx.filter_jit
@@ -247,7 +264,8 @@ def power_spectrum(
             solved background; see :func:`background` for the background's checks.
 
     Example:
-        >>> bg = background(lambda p: 0.5 * p**2, 16.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 16.0)
         >>> k = horizon_k(bg, 20.0)
         >>> p3 = power_spectrum(bg, k, order=3)
         >>> p0 = power_spectrum(bg, k, order=0)
@@ -257,11 +275,12 @@ def power_spectrum(
     References:
         Choe, Gong, Stewart 2004, arXiv:hep-ph/0405155; Stewart, Gong 2001, arXiv:astro-ph/0101225.
     """
-    _check_order(order)
-    _check_point(point)
-    bg = as_background(potential, phi0, background_kwargs)
+    fn = "power_spectrum"
+    order = _check_order(order, fn)
+    _check_point(point, fn)
+    bg = as_background(potential, phi0, background_kwargs, fn)
     with x64():
-        k = check_k(bg, k, point)
+        k = check_k(bg, k, point, fn=fn)
         return jnp.exp(_power_jit(bg, jnp.log(k), point, "lnp")[order])
 
 
@@ -297,16 +316,16 @@ def _closed_jit(bg, log_k, what):
 
 
 def _index(what, potential, k, order, method, point, phi0, bg_kwargs):
-    _check_order(order)
-    _check_point(point)
-    if method not in ("closed", "autodiff"):
-        raise ArgumentError(f"method={method!r} must be 'closed' or 'autodiff'")
-    bg = as_background(potential, phi0, bg_kwargs)
+    fn = "spectral_index" if what == "ns" else "running"
+    order = _check_order(order, fn)
+    _check_point(point, fn)
+    check_choice(method, "method", ("closed", "autodiff"), fn=fn)
+    bg = as_background(potential, phi0, bg_kwargs, fn)
     with x64():
         if method == "closed":
-            k = check_k(bg, k, "horizon")
+            k = check_k(bg, k, "horizon", fn=fn, stacklevel=5)
             return _closed_jit(bg, jnp.log(k), what)
-        k = check_k(bg, k, point)
+        k = check_k(bg, k, point, fn=fn, stacklevel=5)
         return _power_jit(bg, jnp.log(k), point, what)[order]
 
 
@@ -343,7 +362,8 @@ def spectral_index(
         ArgumentError: bad method, order, point or k.
 
     Example:
-        >>> bg = background(lambda p: 0.5 * p**2, 16.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 16.0)
         >>> ns = spectral_index(bg, horizon_k(bg, 10.0))
         >>> print(round(float(ns), 3))
         0.963
@@ -384,7 +404,8 @@ def running(
         ArgumentError: bad method, order, point or k.
 
     Example:
-        >>> bg = background(lambda p: 0.5 * p**2, 16.0)
+        >>> from jaxattr.slowroll import monomial
+        >>> bg = background(monomial(2.0), 16.0)
         >>> a_s = running(bg, horizon_k(bg, 10.0), method="closed")
         >>> print(bool(a_s < 0))
         True
