@@ -9,6 +9,18 @@ These are the quantities of the RectGrad paper's experiments (Kim et al. 2019, a
 total variation of the maps, the share of attribution outside the object or inside a pasted patch,
 plus the Gini sparsity index (Hurley & Rickard 2009, arXiv:0811.4706) and a deletion curve
 (Petsiuk et al. 2018, RISE, arXiv:1806.07421), which measures faithfulness without retraining.
+
+With a ground truth (the object and patch masks of :func:`jaxattr.data.make_shapes`):
+:func:`energy_in_mask` (the energy pointing game; on a distractor or spurious patch's mask, the
+mass on that patch) and :func:`pointing_game` (does the map's peak fall on the object). Sanity
+check of a method against the model (Adebayo et al. 2018, arXiv:1810.03292):
+:func:`cascading_randomization` re-initialises a model's layers from the top and returns the
+:func:`rank_correlation` of the maps with the trained model's maps, layer by layer.
+
+Not here: ROAR/KAR (Hooker et al. 2019, arXiv:1806.10758) retrain a model once per method and per
+removal fraction (for 10 methods x 3 fractions x keep/remove, 60 trainings of the paper's CNN:
+over 10 minutes on 2 CPU cores even at a toy scale); :func:`deletion_curve` is the retraining-free
+stand-in.
 """
 
 from __future__ import annotations
@@ -20,9 +32,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxattr._checks import check_callable, check_int, fail, fail_type
+from jaxattr._checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_key,
+    fail,
+    fail_type,
+)
 
-__all__ = ["DeletionCurve", "deletion_curve", "gini", "mass_in_region", "total_variation"]
+__all__ = [
+    "CascadingRandomization",
+    "DeletionCurve",
+    "cascading_randomization",
+    "deletion_curve",
+    "energy_in_mask",
+    "gini",
+    "mass_in_region",
+    "pointing_game",
+    "rank_correlation",
+    "total_variation",
+]
 
 
 def _channel_summed(attr: jax.Array, channel_axis: int | None, fn: str) -> jax.Array:
@@ -277,3 +308,360 @@ def deletion_curve(
     fractions = jnp.asarray(counts_np / n, dtype=scores.dtype)
     auc = (jnp.diff(fractions) * (scores[1:] + scores[:-1]) / 2).sum()
     return DeletionCurve(fractions, scores, auc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ground truth: energy pointing game, pointing game
+
+
+def _energy(attr: Any, mask: Any, channel_axis: int | None, mode: str, fn: str):
+    """``(e, mask)``: the non-negative ``(H, W)`` energy of a map and a checked boolean mask."""
+    mode = check_choice(mode, "mode", ("abs", "positive"), fn=fn)
+    m = _channel_summed(_as_float(attr), channel_axis, fn)
+    mask = jnp.asarray(mask)
+    if mask.dtype != jnp.bool_:
+        fail_type(fn, "mask.dtype", str(mask.dtype), "is not bool", "a boolean mask")
+    if mask.shape != m.shape:
+        fail(fn, "mask.shape", tuple(mask.shape), "does not match the map",
+             f"the map's (H, W)={tuple(m.shape)}")
+    e = jnp.abs(m) if mode == "abs" else jnp.maximum(m, 0)
+    return e, mask
+
+
+def energy_in_mask(
+    attr: jax.Array, mask: jax.Array, *, mode: str = "abs", channel_axis: int | None = -1
+) -> jax.Array:
+    """Energy pointing game: the share of a map's energy that lies inside a ground-truth mask.
+
+    The map is first summed over its channel axis (signed, as displayed), then turned into a
+    non-negative energy ``e``: ``|m|`` (``mode="abs"``, the RectGrad paper's reading: evidence
+    for and against both count) or ``max(m, 0)`` (``mode="positive"``, Score-CAM's energy
+    pointing game: only evidence for the class). The score is ``sum(e[mask]) / sum(e)``.
+
+    With the object mask this is the attribution *inside* the object (1 is perfect, the object's
+    area fraction is what a uniform map gets); with a distractor or spurious patch's mask it is
+    the mass on that patch. ``mode="abs"`` equals :func:`mass_in_region`.
+
+    Args:
+        attr: one map ``(H, W)`` or ``(H, W, C)``.
+        mask: boolean ``(H, W)``, True inside the region.
+        mode: ``"abs"`` or ``"positive"``.
+        channel_axis: the channel axis of a 3-D ``attr``; ignored for 2-D maps.
+
+    Returns:
+        A scalar in ``[0, 1]``; ``nan`` when the energy is zero everywhere (an all-zero map, or
+        an all-negative one with ``mode="positive"``).
+
+    Raises:
+        ArgumentError: if ``mode`` is unknown, ``mask``'s shape is not the map's ``(H, W)``, or
+            ``attr`` is not 2-D/3-D.
+        ArgumentTypeError: if ``mask`` is not boolean.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxattr.metrics import energy_in_mask
+        >>> attr = jnp.array([[3.0, -1.0], [0.0, 1.0]])
+        >>> mask = jnp.array([[True, True], [False, False]])
+        >>> float(energy_in_mask(attr, mask)), float(energy_in_mask(attr, mask, mode="positive"))
+        (0.8, 0.75)
+
+    References:
+        Wang et al., "Score-CAM", arXiv:1910.01279 (energy-based pointing game); Kim et al.,
+        arXiv:1902.04893 (attribution outside the object; the patch experiment).
+    """
+    e, mask = _energy(attr, mask, channel_axis, mode, "energy_in_mask")
+    return _safe_ratio(jnp.where(mask, e, 0).sum(), e.sum())
+
+
+def pointing_game(
+    attr: jax.Array,
+    mask: jax.Array,
+    *,
+    mode: str = "abs",
+    tolerance: int = 0,
+    channel_axis: int | None = -1,
+) -> jax.Array:
+    """Pointing game: 1.0 if the map's highest-energy pixel lies on the mask, else 0.0.
+
+    The energy ``e`` is that of :func:`energy_in_mask` (``|m|`` or ``max(m, 0)`` of the
+    channel-summed map). The peak is ``argmax(e)``; on ties, the first in row-major order. A
+    ``tolerance`` of ``t`` pixels counts a peak within ``t`` pixels (Chebyshev distance: a
+    ``(2t + 1)``-square) of the mask as a hit. The mean over examples is the hit rate.
+
+    Args:
+        attr: one map ``(H, W)`` or ``(H, W, C)``.
+        mask: boolean ``(H, W)``.
+        mode: ``"abs"`` or ``"positive"``.
+        tolerance: pixels of slack, >= 0 (Zhang et al. use 15 px on ImageNet-sized images).
+        channel_axis: the channel axis of a 3-D ``attr``.
+
+    Returns:
+        A scalar ``1.0`` (hit) or ``0.0`` (miss) of the map's float dtype; ``nan`` when the
+        energy is zero everywhere (no peak).
+
+    Raises:
+        ArgumentError: as :func:`energy_in_mask`, or if ``tolerance`` is negative.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxattr.metrics import pointing_game
+        >>> mask = jnp.array([[True, False, False]])
+        >>> attr = jnp.array([[1.0, 0.0, -2.0]])
+        >>> float(pointing_game(attr, mask)), float(pointing_game(attr, mask, mode="positive"))
+        (0.0, 1.0)
+        >>> float(pointing_game(attr, mask, tolerance=2))
+        1.0
+
+    References:
+        Zhang et al., "Top-down Neural Attention by Excitation Backprop", arXiv:1608.00507.
+    """
+    tolerance = check_int(tolerance, "tolerance", fn="pointing_game", minimum=0)
+    e, mask = _energy(attr, mask, channel_axis, mode, "pointing_game")
+    if tolerance:
+        t = tolerance
+        mask = jax.lax.reduce_window(mask.astype(jnp.int32), jnp.zeros((), jnp.int32), jax.lax.max,
+                                     (2 * t + 1, 2 * t + 1), (1, 1),
+                                     ((t, t), (t, t))) > 0
+    hit = mask.ravel()[jnp.argmax(e.ravel())].astype(e.dtype)
+    return jnp.where(e.max() > 0, hit, jnp.nan)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sanity check: cascading model-parameter randomisation
+
+
+def rank_correlation(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Spearman rank correlation of two arrays of the same shape (all entries), ties averaged.
+
+    Each array's entries are replaced by their ranks (1..n; tied values share the mean of their
+    ranks, as ``scipy.stats.rankdata``), then the Pearson correlation of the ranks is taken.
+    Maps with many exact zeros (RectGrad, Guided Backprop) have large ties, which is why the
+    averaging matters.
+
+    Args:
+        a: an array (one map).
+        b: an array of ``a``'s shape.
+
+    Returns:
+        A scalar in ``[-1, 1]``; ``nan`` if either array is constant.
+
+    Raises:
+        ArgumentError: if the shapes differ or the arrays are empty.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from jaxattr.metrics import rank_correlation
+        >>> float(rank_correlation(jnp.array([1.0, 2.0, 3.0]), jnp.array([10.0, 40.0, 90.0])))
+        1.0
+        >>> float(rank_correlation(jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 2.0, 1.0])))
+        -1.0
+
+    References:
+        Adebayo et al., "Sanity Checks for Saliency Maps", arXiv:1810.03292 (rank correlation of
+        maps before and after randomisation).
+    """
+    a, b = _as_float(a), _as_float(b)
+    if a.shape != b.shape:
+        fail("rank_correlation", "b.shape", tuple(b.shape), "differs from a's",
+             f"a.shape={tuple(a.shape)}")
+    if a.size == 0:
+        fail("rank_correlation", "a.shape", tuple(a.shape), "is empty", "non-empty arrays")
+    dtype = jnp.result_type(a.dtype, b.dtype)
+    ra, rb = _average_ranks(a.ravel(), dtype), _average_ranks(b.ravel(), dtype)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return _safe_ratio((ra * rb).sum(), jnp.sqrt((ra * ra).sum() * (rb * rb).sum()))
+
+
+def _average_ranks(v: jax.Array, dtype: Any) -> jax.Array:
+    s = jnp.sort(v)
+    lo = jnp.searchsorted(s, v, side="left")
+    hi = jnp.searchsorted(s, v, side="right")
+    return (lo + hi + 1).astype(dtype) / 2  # mean of the 1-based ranks lo+1 .. hi
+
+
+_batched_rank_correlation = jax.jit(jax.vmap(rank_correlation))
+
+
+class CascadingRandomization(NamedTuple):
+    """Result of :func:`cascading_randomization`."""
+
+    layers: tuple[str, ...]
+    """The layer names, in the order they were randomised (top first)."""
+    correlation: np.ndarray
+    """``(len(layers), N)``: rank correlation of each example's map after randomising
+    ``layers[:k + 1]`` (cascading) or ``layers[k]`` alone (independent) with its original map."""
+    maps: list[np.ndarray] | None
+    """With ``return_maps=True``: ``[original, after layer 0, after layer 1, ...]``."""
+
+
+def _find_layer(params: Any, name: str, fn: str) -> tuple:
+    """The key path of the unique mapping entry called ``name`` ('a/b' for a nested path)."""
+    parts = tuple(name.split("/"))
+    found: list[tuple] = []
+
+    def walk(node: Any, path: tuple) -> None:
+        if not hasattr(node, "items"):
+            return
+        for k, v in node.items():
+            p = (*path, k)
+            if tuple(map(str, p[-len(parts):])) == parts:
+                found.append(p)
+            else:
+                walk(v, p)
+
+    walk(params, ())
+    if len(found) != 1:
+        names = sorted({str(p[-1]) for p in _dict_paths(params)})
+        fail(fn, "layers", name, "is not found" if not found else "matches several entries",
+             "names of entries of params, e.g. " + ", ".join(repr(n) for n in names[:12]),
+             "for a nested or ambiguous name give its path, e.g. 'params/conv1'")
+    return found[0]
+
+
+def _dict_paths(node: Any, path: tuple = ()) -> list[tuple]:
+    out: list[tuple] = []
+    if hasattr(node, "items"):
+        for k, v in node.items():
+            out.append((*path, k))
+            out.extend(_dict_paths(v, (*path, k)))
+    return out
+
+
+def _get(tree: Any, path: tuple) -> Any:
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
+def _set(tree: Any, path: tuple, value: Any) -> Any:
+    """A copy of the nested mapping ``tree`` with ``tree[path] = value`` (others shared)."""
+    if not path:
+        return value
+    out = dict(tree)
+    out[path[0]] = _set(tree[path[0]], path[1:], value)
+    return type(tree)(out) if not isinstance(tree, dict) else out
+
+
+def _scale_matched_normal(key: jax.Array, leaf: jax.Array) -> jax.Array:
+    """Default re-initialisation: Gaussian with the leaf's own standard deviation, mean 0."""
+    leaf = jnp.asarray(leaf)
+    return jax.random.normal(key, leaf.shape, leaf.dtype) * jnp.std(leaf)
+
+
+def cascading_randomization(
+    map_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    layers: list[str] | tuple[str, ...],
+    xs: jax.Array,
+    *,
+    key: jax.Array,
+    mode: str = "cascading",
+    absolute: bool = True,
+    channel_axis: int | None = -1,
+    reinit: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    return_maps: bool = False,
+) -> CascadingRandomization:
+    """Model-parameter randomisation test: how much do the maps change when layers are re-drawn?
+
+    ``layers`` are names of entries of the ``params`` pytree (nested mappings, as Flax's
+    ``{"params": {"conv1": ...}}``), given from the output down, e.g. ``["logits", "dense1",
+    "conv4", ..., "conv1"]``. In ``"cascading"`` mode step ``k`` re-initialises ``layers[0..k]``
+    (all arrays below each name); in ``"independent"`` mode only ``layers[k]``. At each step the
+    maps ``map_fn(randomised_params, xs)`` are compared with ``map_fn(params, xs)``, example by
+    example, by :func:`rank_correlation` of the channel-summed maps (of their absolute values with
+    ``absolute=True``, Adebayo et al.'s main variant: sign flips do not count as change). A method
+    that explains the model must give low correlations once the weights are random; one whose maps
+    stay correlated (Guided Backprop, in Adebayo et al.) depends on the input, not on the model.
+
+    Args:
+        map_fn: ``(params, xs) -> maps`` for the whole batch, e.g.
+            ``lambda p, xs: jax.vmap(ja.saliency(lambda x, y: model.apply(p, x[None])[0, y]))(xs,
+            ys)``. Called ``len(layers) + 1`` times; jit it yourself if you like.
+        params: the trained model's parameters (nested mappings of arrays).
+        layers: entry names ('a/b' for a nested path), top layer first, at least one.
+        xs: the batch of inputs explained.
+        key: PRNG key of the re-initialisations (layer ``k`` uses ``fold_in(key, k)``).
+        mode: ``"cascading"`` or ``"independent"``.
+        absolute: correlate ``|map|`` (True) or the signed maps.
+        channel_axis: channel axis of each example's map (summed first); ``None`` correlates all
+            entries of each example's map.
+        reinit: ``(key, array) -> array``; default: Gaussian with mean 0 and the array's own
+            standard deviation (keeps each layer's scale; a zero-initialised bias stays 0).
+        return_maps: keep the maps of every step (memory: ``len(layers) + 1`` batches).
+
+    Returns:
+        A :class:`CascadingRandomization` ``(layers, correlation, maps)``; ``correlation`` has
+        shape ``(len(layers), N)``, with ``nan`` for an example whose map is constant.
+
+    Raises:
+        ArgumentError: if ``layers`` is empty or a name is not found (or found twice), ``mode`` is
+            unknown, or ``map_fn``'s output does not have one map per example.
+        ArgumentTypeError: if ``map_fn`` is not callable, ``layers`` is a string, ``key`` is not
+            a PRNG key.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxattr.metrics import cascading_randomization
+        >>> params = {"w1": jnp.array([[1.0, -2.0], [0.5, 1.0]]), "w2": jnp.array([1.0, 3.0])}
+        >>> def map_fn(p, xs):  # gradient of w2 . relu(w1 x) for each x
+        ...     return jax.vmap(jax.grad(lambda x: p["w2"] @ jax.nn.relu(p["w1"] @ x)))(xs)
+        >>> xs = jnp.array([[1.0, 2.0, ], [2.0, -1.0]])
+        >>> r = cascading_randomization(map_fn, params, ["w2", "w1"], xs, key=jax.random.key(0),
+        ...                             channel_axis=None)
+        >>> r.correlation.shape
+        (2, 2)
+
+    References:
+        Adebayo et al., "Sanity Checks for Saliency Maps", arXiv:1810.03292.
+    """
+    fn = "cascading_randomization"
+    check_callable(map_fn, "map_fn", fn=fn, expected="a function (params, xs) -> maps")
+    if isinstance(layers, str) or not isinstance(layers, (list, tuple)):
+        fail_type(fn, "layers", layers, f"has type {type(layers).__name__}",
+                  "a list of layer names, top layer first", "e.g. ['logits', 'dense1']")
+    if len(layers) == 0:
+        fail(fn, "layers", layers, "is empty", "at least one layer name")
+    mode = check_choice(mode, "mode", ("cascading", "independent"), fn=fn)
+    absolute = check_bool(absolute, "absolute", fn=fn)
+    key = check_key(key, fn=fn)
+    if reinit is not None:
+        check_callable(reinit, "reinit", fn=fn, expected="a function (key, array) -> array")
+    draw = reinit or _scale_matched_normal
+    paths = [_find_layer(params, str(name), fn) for name in layers]
+
+    def flat(maps: Any) -> jax.Array:
+        maps = _as_float(maps)
+        if maps.ndim < 1 or maps.shape[0] != n:
+            fail(fn, "map_fn", map_fn, f"returns shape {tuple(maps.shape)}",
+                 f"one map per example: a leading axis of {n}")
+        if channel_axis is not None:
+            if not -(maps.ndim - 1) <= channel_axis < maps.ndim - 1:
+                fail(fn, "channel_axis", channel_axis,
+                     f"is out of range for maps of shape {tuple(maps.shape[1:])}",
+                     "an axis of one map, or None")
+            maps = maps.sum(axis=channel_axis % (maps.ndim - 1) + 1)
+        maps = maps.reshape(n, -1)
+        return jnp.abs(maps) if absolute else maps
+
+    xs = jnp.asarray(xs)
+    n = xs.shape[0] if xs.ndim else 0
+    original = map_fn(params, xs)
+    ref = flat(original)
+    corr = _batched_rank_correlation
+    rows, kept = [], [np.asarray(original)] if return_maps else None
+    current = params
+    for k, path in enumerate(paths):
+        base = current if mode == "cascading" else params
+        sub = _get(base, path)
+        leaves, treedef = jax.tree.flatten(sub)
+        keys = jax.random.split(jax.random.fold_in(key, k), max(len(leaves), 1))
+        new = jax.tree.unflatten(treedef, [draw(kk, jnp.asarray(v))
+                                           for kk, v in zip(keys, leaves, strict=False)])
+        randomised = _set(base, path, new)
+        if mode == "cascading":
+            current = randomised
+        maps = map_fn(randomised, xs)
+        rows.append(np.asarray(corr(ref, flat(maps))))
+        if kept is not None:
+            kept.append(np.asarray(maps))
+    return CascadingRandomization(tuple(map(str, layers)), np.stack(rows), kept)
