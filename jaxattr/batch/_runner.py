@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import re
 import struct
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .._checks import check_callable, check_choice, check_int, check_key, fail, fail_type
-from ..errors import ArgumentError
+from .._checks import check_callable, check_int, check_key, fail, fail_type
+from ._mesh import agree, allgather, barrier, mesh_for, process_rows
 from ._output import (
     FORMAT,
     DiskSink,
@@ -31,9 +29,9 @@ from ._output import (
 )
 from ._progress import Progress
 from ._source import Batch, call_args, make_source
+from ._writer import Writer
 
 FN = "explain_dataset"
-_DEPTH = 2  # batches waiting for the writer (bounds host memory; more does not pay)
 
 
 def explain_dataset(
@@ -145,11 +143,11 @@ def explain_dataset(
         check_writable(path)
 
     source = make_source(data, batch_size)
-    mesh, axis = _mesh(mesh, axis)
+    mesh, axis = mesh_for(mesh, axis)
     width = mesh.shape[axis]
     padded = -(-batch_size // width) * width
     sharding = NamedSharding(mesh, PartitionSpec(axis))
-    ranges = _process_rows(sharding, padded, mesh)
+    ranges = process_rows(sharding, padded, mesh)
     if pid not in ranges:
         fail(FN, "mesh", mesh, f"has no device of process {pid}",
              "a mesh spanning every process (jax.devices())")
@@ -218,12 +216,12 @@ def explain_dataset(
                      f"({sorted(foreign)[:5]})", "a new or empty directory, or one written by "
                      "explain_dataset", "Choose another out directory")
         complete_before = bool(old and not overwrite and old.get("complete"))
-        _barrier("jaxattr.explain_dataset.checked", nproc)
+        barrier("jaxattr.explain_dataset.checked", nproc)
         if pid == 0 and (old is None or overwrite):
             sink.create({"fingerprint": fingerprint, "outputs": fingerprint["outputs"],
                          "complete": False}, overwrite=overwrite)
-        _barrier("jaxattr.explain_dataset.created", nproc)
-        seen = _allgather(np.array([os.path.exists(os.path.join(path, "manifest.json"))],
+        barrier("jaxattr.explain_dataset.created", nproc)
+        seen = allgather(np.array([os.path.exists(os.path.join(path, "manifest.json"))],
                                    np.int32), nproc).reshape(-1)
         if not seen.all():
             fail(FN, "out", path, f"is not visible to process(es) "
@@ -241,11 +239,11 @@ def explain_dataset(
 def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_data,
          out_treedef, fingerprint, complete_before, progress, callback, path, nproc, pid):
     mine, expected = sink.committed()
-    start = int(_allgather(np.array([mine], np.int64), nproc).min())
+    start = int(allgather(np.array([mine], np.int64), nproc).min())
     total = source.n
     initial = start * batch_size if total is None else min(start * batch_size, total)
     reporter = Progress(total, initial, bool(progress) and pid == 0, callback)
-    writer = _Writer(sink, reporter, batch_size, total)
+    writer = Writer(sink, reporter, batch_size, total)
     replicated = NamedSharding(sharding.mesh, PartitionSpec())
     kd = None if key_data is None else jax.make_array_from_process_local_data(
         replicated, key_data, key_data.shape)
@@ -269,7 +267,7 @@ def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_da
                     break
                 continue
             if not verified:
-                _agree(True, nproc, path)
+                agree(True, nproc, path)
                 verified = True
             if complete_before:
                 bad = "it has more examples than the completed run"
@@ -284,16 +282,16 @@ def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_da
             if not verified and bad is None and seen < start:
                 bad = f"it has fewer examples ({rows}) than the run already wrote"
         if not verified:
-            _agree(bad is None, nproc, path, bad)
+            agree(bad is None, nproc, path, bad)
         elif bad is not None:
-            _agree(False, 1, path, bad)
+            agree(False, 1, path, bad)
     except BaseException:
         writer.stop()
         reporter.close()
         raise
     writer.finish()
     reporter.close()
-    finals = _allgather(np.frombuffer(chain.digest(), np.uint8)[None], nproc).reshape(nproc, -1)
+    finals = allgather(np.frombuffer(chain.digest(), np.uint8)[None], nproc).reshape(nproc, -1)
     if path is not None:
         if pid == 0:
             manifest = {"fingerprint": fingerprint, "outputs": fingerprint["outputs"],
@@ -301,7 +299,7 @@ def _run(source, sink, per_example, sharding, padded, batch_size, lo, hi, key_da
                         "batches": -(-rows // batch_size),
                         "data_hash": [bytes(f).hex() for f in finals]}
             sink.finish(manifest, rows)
-        _barrier("jaxattr.explain_dataset.finished", nproc)
+        barrier("jaxattr.explain_dataset.finished", nproc)
     return jax.tree.unflatten(out_treedef, sink.result())
 
 
@@ -343,69 +341,6 @@ def _step(per_example: Callable, sharding: NamedSharding) -> Callable:
         jax.vmap(per_example, in_axes=(0, 0, None)), out_shardings=sharding))
 
 
-class _Writer(threading.Thread):
-    """Copies results back, writes this process's rows and commits, in dispatch order."""
-
-    def __init__(self, sink: Any, progress: Progress, batch_size: int, total: int | None):
-        super().__init__(name="jaxattr-explain-writer", daemon=True)
-        self.sink, self.progress, self.batch_size, self.total = sink, progress, batch_size, total
-        self.queue: queue.Queue = queue.Queue(maxsize=_DEPTH)
-        self.error: BaseException | None = None
-        self.abort = False
-
-    def run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is not None or self.abort:
-                continue
-            try:
-                self._write(*item)
-            except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
-                self.error = e
-
-    def _write(self, b: int, outs: list, valid: int, digest: bytes) -> None:
-        first = b * self.batch_size
-        for leaf, arr in enumerate(outs):
-            for pos, rows in _local_rows(arr):
-                keep = min(len(rows), valid - pos)
-                if keep > 0:
-                    self.sink.write_rows(leaf, first + pos, rows[:keep])
-        self.sink.commit(b, digest)
-        self.progress.update(first + valid)
-
-    def put(self, item: tuple) -> None:
-        while True:
-            if self.error is not None:
-                raise self.error
-            try:
-                self.queue.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        self.queue.put(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
-
-    def stop(self) -> None:
-        """After an error on the main thread: write nothing more (what is committed stays)."""
-        self.abort = True
-        self.queue.put(None)
-        self.join()
-
-
-def _local_rows(arr: jax.Array) -> list[tuple[int, np.ndarray]]:
-    """This process's rows of a batch-sharded result: (position in the batch, rows)."""
-    by_start: dict[int, Any] = {}
-    for shard in arr.addressable_shards:
-        by_start.setdefault(shard.index[0].start or 0, shard)
-    return [(s, np.asarray(by_start[s].data)) for s in sorted(by_start)]
-
-
 def _digest(local: list[np.ndarray]) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     h.update(struct.pack("<q", len(local[0])))
@@ -430,35 +365,6 @@ def _global(batch: Batch, local: list[np.ndarray], lo: int, hi: int, padded: int
             for x in local]
 
 
-def _mesh(mesh: Mesh | None, axis: str | None) -> tuple[Mesh, str]:
-    if mesh is None:
-        devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
-        mesh = Mesh(np.array(devices), ("data",))
-    elif not isinstance(mesh, Mesh):
-        fail_type(FN, "mesh", mesh, f"has type {type(mesh).__name__}", "a jax.sharding.Mesh")
-    axis = mesh.axis_names[0] if axis is None else axis
-    check_choice(axis, "axis", mesh.axis_names, fn=FN)
-    return mesh, axis
-
-
-def _process_rows(sharding: NamedSharding, padded: int, mesh: Mesh) -> dict[int, tuple[int, int]]:
-    """Positions ``[lo, hi)`` of the padded batch held by each process (must be contiguous)."""
-    spans: dict[int, set] = {}
-    for dev, index in sharding.devices_indices_map((padded,)).items():
-        s = index[0]
-        spans.setdefault(dev.process_index, set()).add((s.start or 0, padded if s.stop is None
-                                                        else s.stop))
-    out = {}
-    for p, parts in spans.items():
-        a, b = min(s for s, _ in parts), max(e for _, e in parts)
-        if sum(e - s for s, e in parts) != b - a:
-            fail(FN, "mesh", mesh, f"gives process {p} non-contiguous rows {sorted(parts)}",
-                 "a mesh whose data axis groups each process's devices together",
-                 "build it from jax.devices() sorted by process_index (the default mesh)")
-        out[p] = (a, b)
-    return out
-
-
 def _jaxpr_hash(closed: Any) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", str(closed.jaxpr)).encode())
@@ -471,27 +377,3 @@ def _jaxpr_hash(closed: Any) -> str:
     return h.hexdigest()
 
 
-def _allgather(x: np.ndarray, nproc: int) -> np.ndarray:
-    if nproc == 1:
-        return x[None]
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(x))
-
-
-def _barrier(name: str, nproc: int) -> None:
-    if nproc > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
-
-
-def _agree(ok: bool, nproc: int, path: str | None, what: str | None = None) -> None:
-    """Every process learns whether every process's committed data was verified."""
-    oks = _allgather(np.array([ok], np.int32), nproc).reshape(-1)
-    if not oks.all():
-        where = what or (f"the rows of process(es) {np.flatnonzero(oks == 0).tolist()} have "
-                         "another content hash")
-        raise ArgumentError(f"{FN}: data differs from the data of the run in out={path!r}: "
-                            f"{where}; expected the same data to resume. Pass overwrite=True to "
-                            "start over, or use another out directory")
