@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from ._budget import auto_chunk, check_max_memory, vmap_batch
 from ._calling import is_transform, jit_with_static, mark_map, mark_transform
 from ._checks import (
     check_bool,
@@ -43,11 +44,14 @@ _UNROLL = 1  # in-chunk fold: a plain loop (unrolling costs compile time, saves 
 # validation helpers (shared with jaxattr.path)
 
 
-def _check_chunk(chunk: Any, n: int, fn: str, n_name: str = "n") -> int:
-    """``chunk=None`` means all ``n`` at once; a chunk that does not divide ``n`` is allowed (the
-    last pass is smaller); a chunk larger than ``n`` is rejected as a likely mistake."""
+def _check_chunk(chunk: Any, n: int, fn: str, n_name: str = "n") -> int | str:
+    """``chunk=None`` means all ``n`` at once; ``"auto"`` is resolved at trace time from the
+    memory budget (``jaxattr._budget``); a chunk that does not divide ``n`` is allowed (the last
+    pass is smaller); a chunk larger than ``n`` is rejected as a likely mistake."""
     if chunk is None:
         return n
+    if chunk == "auto":
+        return chunk
     chunk = check_int(chunk, "chunk", fn=fn, minimum=1)
     if chunk > n:
         fail(fn, "chunk", chunk, f"is larger than {n_name}={n}",
@@ -176,8 +180,10 @@ def _aggregate(
 # public transforms
 
 
-def _noise_transform(a, *, sigma, n, chunk, relative, antithetic, stat, ddof, name, unroll=1):
+def _noise_transform(a, *, sigma, n, chunk, relative, antithetic, stat, ddof, name, unroll=1,
+                     max_memory=None):
     a = _check_attribution_fn(a, name)
+    max_memory = check_max_memory(max_memory, name)
     sigma = _check_sigma(sigma, name)
     min_n = ddof + 1 if stat == "var" else 1
     hint = (f" (the sample variance with ddof={ddof} needs n > ddof)" if stat == "var" else "")
@@ -191,18 +197,23 @@ def _noise_transform(a, *, sigma, n, chunk, relative, antithetic, stat, ddof, na
              "antithetic samples come in pairs (z, -z)")
 
     def compute(args: tuple, kwargs: dict) -> Any:
-        x, key, rest = args[0], args[1], args[2:]
+        batch, x, key, rest = args[0], args[1], args[2], args[3:]
+        a_x = lambda xi: a(xi, *rest, **kwargs)
+        c = (auto_chunk(a_x, x, n, max_memory=max_memory, batch=batch, fn=name)
+             if chunk == "auto" else chunk)
         scale = sigma * (jnp.max(x) - jnp.min(x)) if relative else sigma
         noise = _gaussian_noise(key, x, scale, antithetic)
-        return _aggregate(lambda xi: a(xi, *rest, **kwargs), x, noise, n=n, chunk=chunk,
-                          stat=stat, ddof=ddof, unroll=unroll)
+        return _aggregate(a_x, x, noise, n=n, chunk=c, stat=stat, ddof=ddof, unroll=unroll)
 
     # One compiled program whether or not the caller jits: eager calls do not dispatch op by op,
-    # and the fold order (hence the bits) is the same as under the caller's jax.jit.
-    run = jit_with_static(compute, fn=name, dynamic_argnums=(0, 1))
+    # and the fold order (hence the bits) is the same as under the caller's jax.jit. The vmap
+    # batch the call is made under (static) sizes chunk="auto".
+    run = jit_with_static(compute, fn=name, dynamic_argnums=(1, 2))
 
     def g(x: jax.Array, key: jax.Array, *args: Any, **kwargs: Any) -> Any:
-        return run(check_floating(x, "x", fn=name), check_key(key, fn=name), *args, **kwargs)
+        batch = vmap_batch(x) if chunk == "auto" else 1
+        return run(batch, check_floating(x, "x", fn=name), check_key(key, fn=name), *args,
+                   **kwargs)
 
     g.__name__ = f"{name}_{getattr(a, '__name__', 'a')}"
     g.__doc__ = f"{name} of {getattr(a, '__name__', repr(a))}: g(x, key, *args, **kwargs)."
@@ -215,10 +226,11 @@ def smoothgrad(
     *,
     sigma: float = 0.15,
     n: int = 50,
-    chunk: int | None = None,
+    chunk: int | str | None = "auto",
     relative: bool = True,
     antithetic: bool = False,
     unroll: int | bool = 1,
+    max_memory: int | None = None,
 ) -> Callable[[jax.Array, jax.Array], Any]:
     """SmoothGrad: the mean of an attribution over Gaussian perturbations of its input.
 
@@ -233,12 +245,18 @@ def smoothgrad(
         sigma: noise level, > 0: relative to the input's range, or absolute if ``relative=False``.
         n: number of noise samples, >= 1.
         chunk: evaluate ``a`` on ``chunk`` samples at a time (``lax.fori_loop`` over passes), which
-            bounds peak memory independently of ``n``. ``None``: all ``n`` in one pass. A chunk that
-            does not divide ``n`` is allowed (the last pass is smaller). The result does not depend
-            on ``chunk`` beyond how XLA evaluates ``a`` on batches of different sizes. On XLA:CPU,
-            convolutions inside a loop body run about 3x slower than outside one (measured: CIFAR
-            CNN, B=8, n=20: 1068 ms with chunk=10, 380 ms with chunk=None), so on CPU prefer
-            ``chunk=None`` when memory allows, or unroll the loop; GPU loops do not show this cost.
+            bounds peak memory independently of ``n``. ``"auto"`` (default): as many as fit in
+            ``max_memory`` (or the device's free memory; see ``jaxattr._budget``), accounting for
+            the ``jax.vmap`` batch the call is made under; all ``n`` in one pass when they fit.
+            ``None``: all ``n`` in one pass. A chunk that does not divide ``n`` is allowed (the
+            last pass is smaller). The result does not depend on ``chunk`` beyond how XLA
+            evaluates ``a`` on batches of different sizes. On XLA:CPU, convolutions inside a loop
+            body run about 3x slower than outside one (measured: CIFAR CNN, B=8, n=20: 2708 ms
+            with chunk=5, 812 ms with chunk=None), so an explicit small chunk costs speed on CPU;
+            ``unroll=True`` recovers it but then XLA:CPU schedules the passes together and memory
+            is no longer bounded by one pass (measured: 523 MB at n=40, chunk=5, vs 83 MB rolled).
+        max_memory: budget in bytes for ``chunk="auto"`` (an upper bound of one evaluation's
+            intermediates times the vmap batch must fit; an error says how much one needs).
         relative: whether ``sigma`` is a fraction of ``x.max() - x.min()``.
         antithetic: use pairs ``(z, -z)`` (pair ``j`` from ``fold_in(key, j)``; ``n`` must be even).
             This cancels every odd term of the noise expansion (variance reduction).
@@ -280,6 +298,7 @@ def smoothgrad(
         ddof=0,
         name="smoothgrad",
         unroll=unroll,
+        max_memory=max_memory,
     )
 
 
@@ -289,10 +308,11 @@ def smoothgrad_sq(
     *,
     sigma: float = 0.15,
     n: int = 50,
-    chunk: int | None = None,
+    chunk: int | str | None = "auto",
     relative: bool = True,
     antithetic: bool = False,
     unroll: int | bool = 1,
+    max_memory: int | None = None,
 ) -> Callable[[jax.Array, jax.Array], Any]:
     """SmoothGrad-squared: the mean of the squared attribution over Gaussian perturbations.
 
@@ -303,10 +323,12 @@ def smoothgrad_sq(
         a: attribution function ``x -> array`` (or pytree of arrays).
         sigma: noise level, > 0 (relative to ``x.max() - x.min()`` unless ``relative=False``).
         n: number of noise samples, >= 1.
-        chunk: samples per pass (bounds memory; ``None`` = all at once; remainder allowed).
+        chunk: samples per pass (bounds memory; ``"auto"`` from the memory budget, the default;
+            ``None`` = all at once; remainder allowed).
         relative: whether ``sigma`` is a fraction of the input's range.
         antithetic: use pairs ``(z, -z)`` (``n`` even).
         unroll: loop unrolling over chunks, as in :func:`smoothgrad`.
+        max_memory: budget in bytes for ``chunk="auto"``, as in :func:`smoothgrad`.
 
     Returns:
         ``g(x, key)`` returning an array shaped like ``a(x)``.
@@ -336,6 +358,7 @@ def smoothgrad_sq(
         ddof=0,
         name="smoothgrad_sq",
         unroll=unroll,
+        max_memory=max_memory,
     )
 
 
@@ -345,10 +368,11 @@ def vargrad(
     *,
     sigma: float = 0.15,
     n: int = 50,
-    chunk: int | None = None,
+    chunk: int | str | None = "auto",
     relative: bool = True,
     ddof: int = 1,
     unroll: int | bool = 1,
+    max_memory: int | None = None,
 ) -> Callable[[jax.Array, jax.Array], Any]:
     """VarGrad: the sample variance of an attribution over Gaussian perturbations of its input.
 
@@ -361,10 +385,12 @@ def vargrad(
         a: attribution function ``x -> array`` (or pytree of arrays).
         sigma: noise level, > 0 (relative to ``x.max() - x.min()`` unless ``relative=False``).
         n: number of noise samples, > ``ddof``.
-        chunk: samples per pass (bounds memory; ``None`` = all at once; remainder allowed).
+        chunk: samples per pass (bounds memory; ``"auto"`` from the memory budget, the default;
+            ``None`` = all at once; remainder allowed).
         relative: whether ``sigma`` is a fraction of the input's range.
         ddof: delta degrees of freedom, >= 0.
         unroll: loop unrolling over chunks, as in :func:`smoothgrad`.
+        max_memory: budget in bytes for ``chunk="auto"``, as in :func:`smoothgrad`.
 
     Returns:
         ``g(x, key)`` returning an array shaped like ``a(x)``.
@@ -398,4 +424,5 @@ def vargrad(
         ddof=ddof,
         name="vargrad",
         unroll=unroll,
+        max_memory=max_memory,
     )

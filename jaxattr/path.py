@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._budget import auto_chunk, check_max_memory, vmap_batch
 from ._calling import is_map_function, jit_with_static, mark_map, mark_transform
 from ._checks import (
     check_bool,
@@ -62,9 +63,10 @@ def integrated_gradients(
     baseline: Any = None,
     steps: int = 50,
     method: str = "gausslegendre",
-    chunk: int | None = None,
+    chunk: int | str | None = "auto",
     return_delta: bool = False,
     gradient: Callable[[Callable], Callable] | None = None,
+    max_memory: int | None = None,
 ) -> Callable[[jax.Array], Any]:
     """Integrated Gradients: the gradient averaged along the straight path from a baseline.
 
@@ -91,11 +93,14 @@ def integrated_gradients(
         steps: number of quadrature nodes, >= 1 (>= 2 for ``riemann_trapezoid``).
         method: one of ``"gausslegendre"``, ``"riemann_left"``, ``"riemann_right"``,
             ``"riemann_middle"``, ``"riemann_trapezoid"``.
-        chunk: gradients evaluated per pass (bounds memory; ``None`` = all ``steps`` at once; a
-            chunk that does not divide ``steps`` is allowed, the last pass is smaller).
+        chunk: gradients evaluated per pass (bounds memory; ``"auto"``, the default: as many as
+            fit in ``max_memory`` or the device's free memory, see :func:`jaxattr.smoothgrad`;
+            ``None`` = all ``steps`` at once; a chunk that does not divide ``steps`` is allowed,
+            the last pass is smaller).
         return_delta: also return the completeness error ``f(x) - f(x') - sum(IG)``.
         gradient: a gradient transform ``f -> (x -> array shaped like x)`` used instead of
             ``jax.grad``, e.g. ``jaxattr.guided_backprop`` or ``jaxattr.rectgrad``.
+        max_memory: budget in bytes for ``chunk="auto"``.
 
     Returns:
         ``g(x)`` returning the attribution shaped like ``x``, or ``(attribution, delta)`` with
@@ -127,6 +132,7 @@ def integrated_gradients(
     hint = " for method='riemann_trapezoid'" if minimum == 2 else ""
     steps = check_int(steps, "steps", fn=name, minimum=minimum, hint=hint)
     chunk = _check_chunk(chunk, steps, name, "steps")
+    max_memory = check_max_memory(max_memory, name)
     return_delta = check_bool(return_delta, "return_delta", fn=name)
     if gradient is None:
         grad_fn = jax.grad(f)
@@ -144,7 +150,7 @@ def integrated_gradients(
     alphas_np, weights_np = _quadrature(method, steps)
 
     def compute(args: tuple, kwargs: dict) -> Any:
-        x, rest = args[0], args[1:]
+        batch, x, rest = args[0], args[1], args[2:]
         if baseline is None:
             x0 = jnp.zeros_like(x)
         else:
@@ -157,7 +163,10 @@ def integrated_gradients(
         alphas = jnp.asarray(alphas_np, x.dtype)
         weights = jnp.asarray(weights_np, acc)
         diff = x - x0
-        grads_at = jax.vmap(lambda p: grad_fn(p, *rest, **kwargs))
+        grad_at = lambda p: grad_fn(p, *rest, **kwargs)
+        grads_at = jax.vmap(grad_at)
+        c = (auto_chunk(grad_at, x, steps, max_memory=max_memory, batch=batch, fn=name)
+             if chunk == "auto" else chunk)
 
         def step(total, idx):
             points = x0[None] + alphas[idx].reshape((-1,) + (1,) * x.ndim) * diff[None]
@@ -167,7 +176,7 @@ def integrated_gradients(
                      f"maps shaped like x, {x.shape}")
             return total + jnp.tensordot(weights[idx], grads.astype(acc), axes=1)
 
-        mean_grad = _fold_chunks(step, jnp.zeros(x.shape, acc), steps, chunk)
+        mean_grad = _fold_chunks(step, jnp.zeros(x.shape, acc), steps, c)
         attr = (diff.astype(acc) * mean_grad).astype(x.dtype)
         if not return_delta:
             return attr
@@ -175,10 +184,11 @@ def integrated_gradients(
         delta = score(x) - score(x0) - jnp.sum(attr, dtype=acc)
         return attr, delta
 
-    run = jit_with_static(compute, fn=name, dynamic_argnums=(0,))
+    run = jit_with_static(compute, fn=name, dynamic_argnums=(1,))
 
     def g(x: jax.Array, *args: Any, **kwargs: Any) -> Any:
-        return run(check_floating(x, "x", fn=name), *args, **kwargs)
+        batch = vmap_batch(x) if chunk == "auto" else 1
+        return run(batch, check_floating(x, "x", fn=name), *args, **kwargs)
 
     g.__name__ = f"integrated_gradients_{getattr(f, '__name__', 'f')}"
     return mark_map(g)
