@@ -205,7 +205,12 @@ def horizon_k(bg: Background, n) -> jax.Array:
     check_background(bg, "horizon_k")
     n = _float64(n, "n", "horizon_k")
     with x64():
-        return jnp.exp(bg.log_ah(jnp.asarray(n)))
+        return _horizon_jit(bg, jnp.asarray(n))
+
+
+@eqx.filter_jit
+def _horizon_jit(bg, n):
+    return jnp.exp(bg.log_ah(n))
 
 
 @eqx.filter_jit
