@@ -30,11 +30,11 @@ Methods (``kth_largest(v, k, method=...)``):
   serialized by ``jax.export``; on an accelerator it would copy the layer to the host.
 * ``"top_k"`` (``lax.top_k`` of ``k + 1``) and ``"sort"`` (``jnp.sort``).
 * ``"auto"``: the fastest measured on this backend (see ``_auto_method`` and
-  ``benchmarks/select.py``): ``"host"`` on CPU (``"radix"`` for layers of <= 2048 units),
+  ``benchmarks/selection.py``): ``"host"`` on CPU (``"radix"`` for layers of <= 2048 units),
   ``"bracket"`` elsewhere (``"sort"`` for <= 4096 units; GPU timings still owed).
 
 Measured (2-core CPU shared with other jobs, B=32, q=98, vmap, paired medians in ms; the spread
-in ``benchmarks/select.py``'s output): 32x32x32 units: host 9.2, radix 37, bracket 38,
+in ``benchmarks/selection.py``'s output): 32x32x32 units: host 9.2, radix 37, bracket 38,
 histogram:11 40, sort 89, top_k 240; 16x16x64: host 3.5, radix 13, bracket 18; 256: radix 0.16,
 sort 0.24, host 0.39; 56x56x256: host 990, bracket 1510, radix 2780. End to end (CIFAR CNN,
 B=32): rectgrad/plain 1.21x with "auto", 1.76x with "radix".
@@ -272,7 +272,7 @@ def _host_keys(keys: jax.Array, k: int) -> jax.Array:
 
 
 def _auto_method(n: int, k: int, backend: str | None = None) -> str:
-    """The fastest exact method measured for this size and backend (``benchmarks/select.py``).
+    """The fastest exact method measured for this size and backend (``benchmarks/selection.py``).
 
     CPU (2 cores, B=32, paired medians): ``"host"`` 4x faster than ``"radix"`` and ``"bracket"``
     from ~16k units up (XLA:CPU's sort, scan and scatter are slow, numpy's integer sort is

@@ -1,8 +1,8 @@
 """Micro-benchmark of the exact k-th-largest methods behind RectGrad's threshold.
 
-    python benchmarks/select.py                    # CIFAR CNN layer sizes + a ResNet-50 layer
-    python benchmarks/select.py --sizes 32768 --repeats 30 --methods bracket,radix
-    python benchmarks/select.py --sizes 256 --e2e radix,auto   # + rectgrad vs plain, paired
+    python benchmarks/selection.py                    # CIFAR CNN layer sizes + a ResNet-50 layer
+    python benchmarks/selection.py --sizes 32768 --repeats 30 --methods bracket,radix
+    python benchmarks/selection.py --sizes 256 --e2e radix,auto   # + rectgrad vs plain, paired
 
 Each case times ``jit(vmap(lambda v: kth_largest(v, k, method=m)))`` on a (B, n) batch with
 k = nearest_rank(n, q). The methods of one case are timed interleaved (round-robin, rotated start),
