@@ -30,7 +30,7 @@ class EqxMLP(eqx.Module):
     Example:
         >>> import jax, jax.numpy as jnp
         >>> from jaxattr.models import EqxMLP
-        >>> mlp = EqxMLP(key=jax.random.key(0))
+        >>> mlp = EqxMLP(key=jax.random.key(0, impl="rbg"))  # rbg: compiles fast on CPU
         >>> mlp(jnp.zeros((8, 8, 1), jnp.float32)).shape
         (10,)
     """
