@@ -381,6 +381,10 @@ def test_bad_input():
         T.smoothgrad_series(f, 0.1, order=1)(jnp.zeros(3000))
     with pytest.raises(ArgumentError, match=r"^vargrad_covariance_series: x=.* has d=300 "):
         T.vargrad_covariance_series(f, 0.1, order=2)(jnp.zeros(300))
+    with pytest.raises(ArgumentTypeError, match=r"^vargrad_series: key=0 has type int"):
+        T.vargrad_series(f, 0.1, method="hutchinson")(x, 0)
+    with pytest.raises(ArgumentTypeError, match=r"^smoothgrad_series: key=None is missing"):
+        T.smoothgrad_series(f, 0.1, method="hutchinson")(x, None)
     with pytest.raises(ArgumentTypeError, match=r"^smoothgrad_series: f=.* returns \(3,\)"):
         T.smoothgrad_series(lambda x: x, 0.1)(x)
     with pytest.raises(ArgumentError, match=r"^compare: z=0 is out of range"):

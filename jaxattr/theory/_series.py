@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import derivatives as _d
-from .._checks import check_int, check_real, fail
+from .._checks import check_int, check_key, check_real, fail
 from ..derivatives import Estimate, _core, _ops
 from ._smoothness import warn_if_kinked
 
@@ -98,6 +98,7 @@ def smoothgrad_series(
     if method == "hutchinson":
 
         def series_mc(x: jax.Array, key: jax.Array) -> Estimate:
+            key = check_key(key, fn=fn)
             _core.flatten(f, x, fn=fn)
             warn_if_kinked(f, x)
             g = grad(x)
@@ -175,6 +176,7 @@ def vargrad_series(
     if method == "hutchinson":
 
         def series_mc(x: jax.Array, key: jax.Array) -> Estimate:
+            key = check_key(key, fn=fn)
             warn_if_kinked(f, x)
             if not builders:
                 _core.flatten(f, x, fn=fn)
