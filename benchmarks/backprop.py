@@ -3,8 +3,9 @@
     python benchmarks/backprop.py                 # CIFAR CNN, B=32 (CPU default)
     python benchmarks/backprop.py --resnet --batch 32   # ResNet-50 at 224x224 (GPU sizes)
 
-Prints ms per batch (median of --repeats after warm-up; compile time separately) and the ratio
-to plain ``jax.jit(jax.vmap(jax.grad(score)))`` measured in the same process. Not a test.
+Prints ms per batch (median of --repeats interleaved rounds after warm-up; compile time
+separately) and the ratio to plain ``jax.jit(jax.vmap(jax.grad(score)))`` paired within each
+round (median and [min, max] over rounds). Not a test.
 """
 
 from __future__ import annotations
@@ -64,23 +65,29 @@ class ResNet50(nn.Module):
         return nn.Dense(1000)(jnp.mean(x, axis=(1, 2)))
 
 
-def timeit(fn, x, repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(x))
-    compile_s = time.perf_counter() - t0
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def paired(fns: dict, x, repeats: int) -> dict:
+    """Compile each, then time them interleaved (one call each per round): per-method ms per
+    round, so ratios to the first entry are paired within a round."""
+    compiled, compile_s = {}, {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
         jax.block_until_ready(fn(x))
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts)) * 1e3, compile_s
+        compile_s[name] = time.perf_counter() - t0
+        compiled[name] = fn
+    rounds = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in compiled.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn(x))
+            rounds[name].append((time.perf_counter() - t) * 1e3)
+    return {name: (np.asarray(ms), compile_s[name]) for name, ms in rounds.items()}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resnet", action="store_true", help="ResNet-50 at 224x224 instead")
     ap.add_argument("--batch", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args(argv)
     if args.resnet:
         model, shape, batch = ResNet50(), (224, 224, 3), args.batch or 2
@@ -96,19 +103,24 @@ def main(argv=None):
         "plain jit(vmap(grad))": jax.grad(score),
         "saliency": ja.saliency(score),
         "guided_backprop": ja.guided_backprop(score),
-        "rectgrad q=98 (radix/bisection)": ja.rectgrad(score),
-        "rectgrad q=98 (top_k)": ja.rectgrad(score, select="top_k"),
-        "rectgrad q=98 (sort)": ja.rectgrad(score, select="sort"),
+        "deconvnet": ja.deconvnet(score),
+        "rectgrad q=98 (auto)": ja.rectgrad(score),
+        "rectgrad q=98 (host)": ja.rectgrad(score, select="host"),
+        "rectgrad q=98 (bracket)": ja.rectgrad(score, select="bracket"),
+        "rectgrad q=98 (radix)": ja.rectgrad(score, select="radix"),
         "rectgrad tau=0": ja.rectgrad(score, tau=0.0),
         "rectgrad q=98 prr+padding": ja.rectgrad(score, maxpool="prr", padding_trick=True),
     }
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, "
-          f"{'ResNet-50' if args.resnet else 'CIFAR CNN'}, batch {batch}, input {shape}")
-    base = None
-    for name, g in methods.items():
-        ms, comp = timeit(jax.jit(jax.vmap(g)), x, args.repeats)
-        base = base or ms
-        print(f"{name:34s} {ms:9.2f} ms  x{ms / base:5.2f}   (compile {comp:5.1f} s)")
+          f"{'ResNet-50' if args.resnet else 'CIFAR CNN'}, batch {batch}, input {shape}, "
+          f"{args.repeats} interleaved rounds")
+    results = paired({k: jax.jit(jax.vmap(g)) for k, g in methods.items()}, x, args.repeats)
+    base = results["plain jit(vmap(grad))"][0]
+    print(f"{'method':34s} {'median ms':>10s} {'ratio':>7s} {'[min, max] paired':>18s}")
+    for name, (ms, comp) in results.items():
+        r = ms / base
+        print(f"{name:34s} {np.median(ms):10.2f} {np.median(r):7.2f}   "
+              f"[{r.min():.2f}, {r.max():.2f}]   (compile {comp:5.1f} s)")
 
 
 if __name__ == "__main__":
