@@ -101,11 +101,12 @@ def quadratic_reference(n_star):
 
 @functools.cache
 def natural_reference(n_star=30):
-    """(k, ln P) of the independent reference for natural inflation (f = 7) at N*."""
+    """(k, ln P) of the independent reference for natural inflation (f = 7) at N* + 1, N*,
+    N* - 1 (3 k, like every other call: one compilation per function)."""
     f = 7.0
     ref = ms_reference.Reference(lambda x: 1 + math.cos(x / f), lambda x: -math.sin(x / f) / f,
                                  lambda x: -math.cos(x / f) / f**2, 1.0, rtol=REF_RTOL)
-    ks = np.array([ref.k_at(ref.n_end - n_star)])
+    ks = np.array([ref.k_at(ref.n_end - n_star + d) for d in (1.0, 0.0, -1.0)])
     return ks, ref.log_powers(ks)
 
 

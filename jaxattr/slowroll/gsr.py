@@ -63,7 +63,7 @@ import numpy as np
 
 from .._checks import check_real
 from .background import Background, x64
-from .parameters import cosmic_state, d_dn, hubble
+from .parameters import cosmic_state, d_dn, flow, hubble
 
 __all__ = ["gsr_power_spectrum"]
 
@@ -143,22 +143,22 @@ def _nodes(x_min, x_max, n_log, panel, per_panel):
 
 def _gsr1_one(bg, log_k, n_c, nodes, weights, edges):
     pot = bg.potential
-    big_g, big_g1 = big_g_fns(pot)
+    big_g, _ = big_g_fns(pot)
 
     def at(xt):
         n = n_c - jnp.log(xt)
         z = cosmic_state(bg, n)
         x = jnp.exp(log_k - bg.log_ah(n)) * z[2]
-        return x, z[2], big_g1(z)
+        g, dg = jax.jvp(big_g, (z,), (flow(pot, z),))  # G and dG/dt: one graph for both
+        return x, z[2], g, -z[2] * dg / hubble(pot, z)
 
-    x, y, g1 = jax.vmap(at)(nodes)
-    integral = jnp.sum(weights * window(x) * g1 / y)
+    # nodes, then the edges x_min and x_max, in one vmap
+    x, y, g, g1 = jax.vmap(at)(jnp.concatenate([nodes, edges]))
+    integral = jnp.sum(weights * window(x[:-2]) * g1[:-2] / y[:-2])
     # the quadrature spans x~ in [x_min, x_max]: the boundary term G(ln x*) is taken at its
     # lower edge (not at its first node), and the tail beyond its upper edge is
     # int_X^inf W G' dx/x ~ G'(X) T(X) at the physical X = -k eta there (x != x~ off de Sitter)
-    z_star = cosmic_state(bg, n_c - jnp.log(edges[0]))
-    x_hi, _, g1_hi = at(edges[1])
-    return big_g(z_star) + integral + window_tail(x_hi) * g1_hi
+    return g[-2] + integral + window_tail(x[-1]) * g1[-1]
 
 
 def gsr_power_spectrum(
@@ -333,28 +333,36 @@ def _gsr2_one(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges,
     pot = bg.potential
     q_of = q_fn(pot)
     q1_of = d_lnx(pot, q_of)
-    g_of = g_fn(pot)
 
     def at(xt):
+        """x, x/Y, q, q' and g at x~ = xt (one graph: q' and q'' from one jvp)."""
         n = n_c - jnp.log(xt)
         z = cosmic_state(bg, n)
         x = jnp.exp(log_k - bg.log_ah(n)) * z[2]
-        return x, z[2], z
+        q1, dq1 = jax.jvp(q1_of, (z,), (flow(pot, z),))
+        q2 = -z[2] * dq1 / hubble(pot, z)
+        return x, x / z[2], q_of(z), q1, q2 + q1**2 - 3 * q1
 
-    def on(nodes, jac, fns):
-        x, y, z = jax.vmap(at)(jnp.ravel(nodes))
-        vals = [jax.vmap(f)(z).reshape(nodes.shape) for f in fns]
-        return x.reshape(nodes.shape), (x / y).reshape(nodes.shape) * jac, vals
+    # every evaluation of the background in one vmap (one copy of the Lie-derivative graph)
+    n_lo = lo_nodes.size
+    xt = jnp.concatenate([jnp.ravel(lo_nodes), jnp.ravel(hi_nodes),
+                          jnp.stack([jnp.asarray(x_c), edges[1], edges[0]])])
+    xs, xys, qs, q1s, gs = jax.vmap(at)(xt)
 
+    def on(nodes, jac, start, vals):
+        out = [v[start:start + nodes.size].reshape(nodes.shape) for v in vals]
+        return out[0], out[1] * jac, out[2:]
+
+    x_c, q_c, q1_c = xs[-3], qs[-3], q1s[-3]
+    x_hi, g_hi = xs[-2], gs[-2]
+    x_lo, q1_lo = xs[-1], q1s[-1]
     upper = _upper(w, s)
 
     # 1. sub-horizon stage, x in [x_c, inf): y = y0 + y1 + y2 (Green's function in g)
-    x, dx, (g,) = on(hi_nodes, hi_jac, [g_of])
+    x, dx, (g,) = on(hi_nodes, hi_jac, n_lo, (xs, xys, gs))
     a, b = _kernels(x)
     y0 = a + 1j * b
-    x_hi, _, z_hi = at(edges[1])
     tail_a, tail_b = _source_tails(x_hi)
-    g_hi = g_of(z_hi)
     src = g / x**2 * dx
     ia, ia_tot = upper(src * a * y0)
     ib, ib_tot = upper(src * b * y0)
@@ -363,7 +371,6 @@ def _gsr2_one(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges,
     y1 = -b * ia + a * ib
     _, ja = upper(src * a * y1)
     _, jb = upper(src * b * y1)
-    x_c, _, z_c = at(x_c)
     a_c, b_c = _kernels(x_c)
     da_c, db_c = _kernel_derivatives(x_c)
     ic, jc = ia_tot, ja  # (int a g y0 / v^2, int a g y1 / v^2) from x_c; likewise b
@@ -371,7 +378,6 @@ def _gsr2_one(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges,
     dy_c = da_c + 1j * db_c - db_c * (ic + jc) + da_c * (ib_tot + jb)
 
     # 2. hand over to R = x y / f (R -> sqrt(P) e^{i phase} as x -> 0), times f(x_c)
-    q1_c = q1_of(z_c)
     r_c = x_c * y_c
     dr_c = y_c + x_c * dy_c - q1_c * y_c  # d/dx (x y e^{q_c - q})
     w1_c, w2_c = x_c * a_c, x_c * b_c
@@ -380,7 +386,7 @@ def _gsr2_one(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges,
     beta = (w1_c * dr_c - dw1_c * r_c) / x_c**2
 
     # 3. super-horizon stage, x in (0, x_c]: R'' - 2R'/x + R = -2 q' R'/x, iterated in q'
-    x, dx, (q1,) = on(lo_nodes, lo_jac, [q1_of])
+    x, dx, (q1,) = on(lo_nodes, lo_jac, 0, (xs, xys, q1s))
     a, b = _kernels(x)
     w1, w2 = x * a, x * b
     dw1, dw2 = -x * jnp.sin(x), x * jnp.cos(x)
@@ -393,9 +399,8 @@ def _gsr2_one(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s, edges,
         dr = dw1 * i2 - dw2 * i1
         r0 = r0 - i1_tot
     # (0, x_min): w1 = -u^3/3, R_u = beta u, q' = q'(x_min) give -int w1 S/u^2 = -q' beta x^2/3
-    x_lo, _, z_lo = at(edges[0])
-    r0 = r0 - q1_of(z_lo) * beta * x_lo**2 / 3
-    return 2 * jnp.log(jnp.abs(r0)) - 2 * q_of(z_c)
+    r0 = r0 - q1_lo * beta * x_lo**2 / 3
+    return 2 * jnp.log(jnp.abs(r0)) - 2 * q_c
 
 
 @eqx.filter_jit
