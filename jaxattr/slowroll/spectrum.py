@@ -18,7 +18,7 @@ import numpy as np
 
 from .._checks import check_choice, check_int, fail
 from .background import Background, _float64, background, check_background, x64
-from .parameters import cosmic_state, d_dn, delta_fns, eps_fns, hubble
+from .parameters import _flow_parameters, cosmic_state, delta_fns, eps_fns, flow, hubble, lie
 
 __all__ = [
     "ALPHA",
@@ -214,26 +214,38 @@ def _horizon_jit(bg, n):
 
 
 @eqx.filter_jit
-def _power_jit(bg, log_k, point, what):
-    """ln P (or its k-derivatives) at all orders 0..3: shape (4, *log_k.shape)."""
-    pot = bg.potential
-    lnp = log_power_fn(pot, point)
-
-    def dk(q):
-        # d/d ln k along the evaluation curve: (dq/dN) / (d ln k/dN)
-        dq = d_dn(pot, q)
-        if point == "conformal":
-            return lambda z: dq(z) * z[2]
-        e1 = eps_fns(pot, 1)[0]
-        return lambda z: dq(z) / (1.0 - e1(z))
-
-    fn = {"lnp": lnp, "ns": dk(lnp), "alpha": dk(dk(lnp))}[what]
+def _power_jit(bg, log_k, point):
+    """ln P at all orders 0..3: shape (4, *log_k.shape)."""
+    lnp = log_power_fn(bg.potential, point)
 
     def one(lk):
-        n = _evaluation_efold(bg, lk, point)
-        return fn(cosmic_state(bg, n))
+        return lnp(cosmic_state(bg, _evaluation_efold(bg, lk, point)))
 
     return jax.vmap(one, out_axes=1)(jnp.ravel(log_k)).reshape((4, *log_k.shape))
+
+
+@eqx.filter_jit
+def _index_jit(bg, log_k, point):
+    """(n_s - 1, alpha_s) of ln P at all orders 0..3 (shape (2, 4, *log_k.shape)): both from
+    one compilation, alpha_s as the tangent of the n_s jvp along the flow."""
+    pot = bg.potential
+    lnp = log_power_fn(pot, point)
+    e1 = eps_fns(pot, 1)[0]
+
+    def per_ln_k(z, dq_dt):
+        # d/d ln k along the evaluation curve: (dq/dN) / (d ln k/dN), dq/dN = (dq/dt) / H
+        dq_dn = dq_dt / hubble(pot, z)
+        return dq_dn * z[2] if point == "conformal" else dq_dn / (1.0 - e1(z))
+
+    def ns_minus_1(z):
+        return per_ln_k(z, lie(pot, lnp)(z))
+
+    def one(lk):
+        z = cosmic_state(bg, _evaluation_efold(bg, lk, point))
+        ns, dns_dt = jax.jvp(ns_minus_1, (z,), (flow(pot, z),))
+        return jnp.stack([ns, per_ln_k(z, dns_dt)])
+
+    return jax.vmap(one, out_axes=2)(jnp.ravel(log_k)).reshape((2, 4, *log_k.shape))
 
 
 def power_spectrum(
@@ -286,7 +298,7 @@ def power_spectrum(
     bg = as_background(potential, phi0, background_kwargs, fn)
     with x64():
         k = check_k(bg, k, point, fn=fn)
-        return jnp.exp(_power_jit(bg, jnp.log(k), point, "lnp")[order])
+        return jnp.exp(_power_jit(bg, jnp.log(k), point)[order])
 
 
 def _closed_ns(e1, e2, e3, e4):
@@ -307,19 +319,6 @@ def _closed_alpha(e1, e2, e3, e4):
     )
 
 
-@eqx.filter_jit
-def _closed_jit(bg, log_k, what):
-    eps = eps_fns(bg.potential, 4)
-    f = _closed_ns if what == "ns" else _closed_alpha
-
-    def one(lk):
-        n = _evaluation_efold(bg, lk, "horizon")
-        z = cosmic_state(bg, n)
-        return f(*(e(z) for e in eps))
-
-    return jax.vmap(one)(jnp.ravel(log_k)).reshape(log_k.shape)
-
-
 def _index(what, potential, k, order, method, point, phi0, bg_kwargs):
     fn = "spectral_index" if what == "ns" else "running"
     order = _check_order(order, fn)
@@ -329,9 +328,13 @@ def _index(what, potential, k, order, method, point, phi0, bg_kwargs):
     with x64():
         if method == "closed":
             k = check_k(bg, k, "horizon", fn=fn, stacklevel=5)
-            return _closed_jit(bg, jnp.log(k), what)
+            # eps1..eps4 from flow_parameters' compiled function (shared with it), then the
+            # closed forms on a few numbers
+            p = _flow_parameters(bg, _eval_n_jit(bg, jnp.log(k), "horizon"))
+            closed = _closed_ns if what == "ns" else _closed_alpha
+            return closed(*(p[f"eps{i}"] for i in range(1, 5)))
         k = check_k(bg, k, point, fn=fn, stacklevel=5)
-        return _power_jit(bg, jnp.log(k), point, what)[order]
+        return _index_jit(bg, jnp.log(k), point)[int(what == "alpha"), order]
 
 
 def spectral_index(
