@@ -21,7 +21,7 @@ most attributed first; lower = more faithful), and the cascading-randomisation r
 the output is ``mean +- half-width of the 95% t-interval over seeds``; claims are judged on paired
 per-seed differences.
 
-Run: ``python benchmarks/claims.py`` (about 10-15 minutes on 2 CPU cores) writes
+Run: ``python benchmarks/claims.py`` (17 minutes on 2 CPU cores shared with other jobs) writes
 ``benchmarks/results/claims.json`` and prints markdown tables. ``--quick`` runs a smoke test.
 """
 
@@ -35,18 +35,14 @@ import sys
 import time
 from typing import Any
 
-# benchmarks/select.py would shadow the standard library's `select` when run as a script
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.stats  # noqa: E402
-
-import jaxattr as ja  # noqa: E402
-from jaxattr.data import SHAPES, load_digits, make_shapes, stroke_mask  # noqa: E402
-from jaxattr.metrics import (  # noqa: E402
+import jaxattr as ja
+from jaxattr.data import SHAPES, load_digits, make_shapes, stroke_mask
+from jaxattr.metrics import (
     cascading_randomization,
     deletion_curve,
     energy_in_mask,
@@ -54,7 +50,7 @@ from jaxattr.metrics import (  # noqa: E402
     pointing_game,
     total_variation,
 )
-from jaxattr.models import CifarCNN, accuracy, train  # noqa: E402
+from jaxattr.models import CifarCNN, accuracy, train
 
 LAYERS = ["logits", "dense1", "conv4", "conv3", "conv2", "conv1"]
 RG = "rectgrad q=98 x input"  # the paper's method: times_input(rectgrad), PRR + padding trick
