@@ -18,14 +18,16 @@ y_{n+1}(x) = int_x^inf du g(u)/u^2 [a(x) b(u) - b(x) a(u)] y_n(u), cannot be eva
 small x* directly: outside the horizon y1/y0 -> -(1/3) int_{x*} g d ln u, and each order adds
 a power of ln x*.  The exact sum of these logarithms is ln f (the growing mode is v = z); the
 truncated sum leaves O(g^3 ln^3 x*, g^2 g' ln^2 x*, ...) terms that grow without bound as
-x* -> 0 (before this change: -6e-5 .. -6e-4 on natural inflation as x* went 1e-2 .. 1e-5).
-Stewart 2002 and Choe, Gong & Stewart 2004 (arXiv:hep-ph/0405155, the second-order GSR) cancel
-the ln x* terms against ln f by integrations by parts; here the cancellation is done exactly by a
-change of variable outside the horizon:
+x* -> 0 (evaluated that way, natural inflation f = 7 at N* = 30 is off by +6e-5, +1.4e-4,
++3.0e-4, +6.1e-4 for x* = 1e-2 .. 1e-5).
+Stewart 2002 and Choe, Gong & Stewart 2004 (arXiv:hep-ph/0405155, the second-order GSR)
+organise the expansion so that the ln x* terms cancel against ln f; here the cancellation is
+done exactly, by a change of variable outside the horizon:
 
-1. Write y = (f/x) R (R = curvature perturbation up to a constant).  Since f/x ∝ z solves the
-   super-horizon equation exactly, R obeys R_xx - (2/x) R_x + R = -(2 q'/x) R_x: its source
-   is proportional to R_x = O(x), so it carries no logarithm, and P = |R(0)|^2.
+1. Write y = (f/x) R (R = curvature perturbation up to a constant).  Since f/x, proportional
+   to z, solves the super-horizon equation exactly, R obeys
+   R_xx - (2/x) R_x + R = -(2 q'/x) R_x: its source is proportional to R_x = O(x), so it
+   carries no logarithm, and P = |R(0)|^2.
    The homogeneous solutions are w1 = x a = x cos x - sin x and w2 = x b = x sin x + cos x
    (Wronskian x^2), and for x < x_c
 
@@ -33,7 +35,8 @@ change of variable outside the horizon:
        S = -(2 q'/u) R_u,    so   R(0) = beta - int_0^{x_c} du w1(u) S(u)/u^2,
 
    iterated twice in q' (S from the homogeneous R, then from the first iterate).  As u -> 0
-   the integrand is O(q' u): the result converges, with an O(q' x*^2) remainder.
+   the integrand is -(2/3) q' beta u: the result converges, and the piece below x* is added
+   analytically (-q' beta x*^2 / 3), leaving O(q'^2 x*^2, q'' x*^2).
 2. Inside the horizon R has no fixed asymptotic form (f keeps changing as x -> inf), so for
    x >= x_c the y-iteration y0 + y1 + y2 in g is kept (no logarithms there), and the two are
    matched at x_c: R = x y / f, R_x = (y + x y_x - q' y)/f give alpha and beta through the
@@ -182,7 +185,7 @@ def gsr_power_spectrum(
     law exactly psi'(3/2) d^2 + O(d^3), d = eps/(1 - eps); m^2 phi^2 (N* = 60) 2.7e-4,
     lambda phi^4 6.1e-4, Starobinsky 2.5e-4.  Order 2: power law O(eps^3) (slope 3);
     m^2 phi^2 (N* = 60) -5.6e-7, natural inflation (f = 7, N* = 30) -6.3e-6 (the standard
-    second-order formula: -9.4e-6, -8.2e-5), changing by < 1e-9 between x_min = 1e-3 and 1e-5.
+    second-order formula: -9.4e-6, -8.2e-5), changing by < 3e-9 between x_min = 1e-3 and 1e-5.
 
     Args:
         potential: V(phi) or a solved :class:`Background`.
