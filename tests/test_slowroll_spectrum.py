@@ -14,6 +14,7 @@ from slowroll_shared import EPS, exact_power_law
 
 from jaxattr.errors import ArgumentError, ArgumentTypeError
 from jaxattr.slowroll import (
+    evaluation_efold,
     gsr_power_spectrum,
     horizon_k,
     mukhanov_sasaki,
@@ -225,9 +226,11 @@ def test_bad_input(quadratic):
     with pytest.raises(ArgumentError, match=r"gsr_power_spectrum: x_max=10.0 is out of range"):
         gsr_power_spectrum(bg, k, x_max=10.0)
     with pytest.raises(ArgumentTypeError, match="evaluation_efold: bg=.* has type"):
-        from jaxattr.slowroll import evaluation_efold
-
         evaluation_efold(lambda x: x, k)
+    # an invalid V given to power_spectrum: background's message, with a note naming the caller
+    with pytest.raises(ArgumentError, match="background: phi0=1.0 gives V") as info:
+        power_spectrum(lambda x: -(x**2), k, phi0=1.0)
+    assert "raised while power_spectrum solved the background" in info.value.__notes__[0]
     # float32 k (rounded by its maker) is warned about, then used in float64
     with pytest.warns(UserWarning, match="power_spectrum: k has dtype float32"):
         p32 = power_spectrum(bg, jnp.asarray(k, jnp.float32), order=0)

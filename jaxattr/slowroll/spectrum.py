@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_choice, check_int, fail
+from ..errors import ArgumentError
 from .background import Background, _float64, background, check_background, x64
 from .parameters import _flow_parameters, cosmic_state, delta_fns, eps_fns, flow, hubble, lie
 
@@ -136,7 +137,11 @@ def as_background(potential_or_bg, phi0, bg_kwargs, fn: str = "background") -> B
     if phi0 is None:
         fail(fn, "phi0", phi0, "is missing for a potential V", "the initial field value phi0",
              "pass phi0=..., or a solved Background instead of V")
-    return background(potential_or_bg, phi0, **bg_kwargs)
+    try:
+        return background(potential_or_bg, phi0, **bg_kwargs)
+    except (ArgumentError, TypeError) as e:
+        e.add_note(f"(raised while {fn} solved the background of V from phi0={phi0!r})")
+        raise
 
 
 def log_k_range(bg: Background, point: str = "conformal") -> tuple[float, float]:
