@@ -259,6 +259,14 @@ def run_demo(
         "smoothgrad": (f"smoothgrad n={sg_n}",
                        lambda: ja.smoothgrad(ja.saliency(f), sigma=0.15, n=sg_n)),
     }
+    h, w = x_train.shape[1:3]
+    f1, f2, f3, f4 = model.features
+    units = [h * w * f1, h * w * f2, h * w * f3 // 4, h * w * f4 // 4, model.dense]
+    from ._select import nearest_rank
+
+    kept = "/".join(str(nearest_rank(u, q)) for u in units)
+    clock(f"rectgrad q={q:g} keeps round((n-1)(1-q/100)) of each layer's n units: {kept} of "
+          f"{'/'.join(map(str, units))} (conv1/conv2/conv3/conv4/dense1)")
     keys = jax.random.split(noise_key, n_images)
     maps: dict[str, np.ndarray] = {}
     rows: dict[str, dict[str, float]] = {}
@@ -356,7 +364,8 @@ def run_demo(
         "command": "jaxattr demo",
         "config": {"dataset": dataset, "images": n_images, "steps": steps, "seed": seed, "q": q,
                    "width": width, "quick": quick, "smoothgrad_n": sg_n,
-                   "rectgrad_options": rg, "score": "logit of the true label",
+                   "rectgrad_options": rg, "rectgrad_units_kept": kept,
+                   "score": "logit of the true label",
                    "image_indices": idx.tolist(), "classes": classes},
         "accuracy": acc,
         "metrics": rows,

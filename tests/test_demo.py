@@ -37,6 +37,10 @@ def test_progress_line_per_stage_never_silent_for_30_s(demo):
                   "explained with saliency", "explained with rectgrad q=98 x input",
                   "metrics of 2 methods", "saved"):
         assert any(stage in ln for ln in timed), stage
+    # half width on 32x32: 32*32*16, 32*32*16, 16*16*32, 16*16*32, 128 units; q=98 keeps
+    # round((n - 1) * 0.02): 327.66 -> 328, 163.82 -> 164, 2.54 -> 3
+    assert any("328/328/164/164/3 of 16384/16384/8192/8192/128" in ln for ln in timed)
+    assert report["config"]["rectgrad_units_kept"] == "328/328/164/164/3"
     elapsed = [float(LINE.match(ln)["t"]) for ln in timed]
     assert elapsed == sorted(elapsed)
     gaps = np.diff(stamps)
