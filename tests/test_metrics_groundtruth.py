@@ -13,6 +13,7 @@ from jaxattr.metrics import (
     mass_in_region,
     pointing_game,
     rank_correlation,
+    remove_and_retrain,
 )
 
 # A 3x4 map and a 2x2 mask in its top-left corner.
@@ -200,3 +201,72 @@ def test_randomization_errors(kwargs, exc, match):
 def test_metric_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+# ---------------------------------------------------------------------------------- ROAR / KAR
+# one 2x3 image with 2 channels; channel means over the training set: (3.0, -1.0)
+XR = np.stack([np.arange(6.0).reshape(2, 3) + 0.5, -np.ones((2, 3))], axis=-1)[None]
+XR[0, ..., 0] = [[0.0, 5.0, 1.0], [4.0, 2.0, 6.0]]  # mean 3
+# map: channel 0 minus channel 1 cancel at (0, 0); |sum_c| by pixel =
+#   [[0, 3, 1], [5, 3, 2]] -> ranking (ties by flat index): (1,0)=5, (0,1)=3, (1,1)=3, (1,2)=2, ...
+AR = np.zeros((1, 2, 3, 2))
+AR[0, 0, 0] = [4.0, -4.0]
+AR[0, ..., 0] += np.array([[0.0, 3.0, -1.0], [5.0, -3.0, 2.0]])
+
+
+def _run(mode, fractions):
+    seen = []
+
+    def train_fn(x, y):
+        seen.append(("train", x.copy()))
+        return len(seen)
+
+    def eval_fn(params, x, y):
+        seen.append(("test", x.copy()))
+        return 0.25 * params
+
+    curve = remove_and_retrain(train_fn, eval_fn, (XR, np.zeros(1), AR), (XR, np.zeros(1), AR),
+                               fractions=fractions, mode=mode)
+    return curve, seen
+
+
+def test_roar_replaces_the_top_pixels_by_the_channel_mean():
+    curve, seen = _run("remove", [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(curve.fractions, [0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(curve.accuracy, [0.25, 0.75, 1.25])  # eval_fn's values
+    fill = np.array([3.0, -1.0])
+    x0 = seen[0][1][0]
+    np.testing.assert_array_equal(x0, XR[0])  # 0%: unchanged
+    half = seen[2][1][0]  # 3 of 6 pixels: (1, 0), (0, 1), (1, 1) -- the tie at 3 by flat index
+    expect = XR[0].copy()
+    for r, c in [(1, 0), (0, 1), (1, 1)]:
+        expect[r, c] = fill
+    np.testing.assert_array_equal(half, expect)
+    np.testing.assert_array_equal(seen[3][1][0], expect)  # the test set gets the same ablation
+    np.testing.assert_array_equal(seen[4][1][0], np.broadcast_to(fill, (2, 3, 2)))  # 100%
+
+
+def test_kar_keeps_only_the_top_pixels():
+    curve, seen = _run("keep", [0.5])
+    kept = seen[0][1][0]
+    expect = np.broadcast_to(np.array([3.0, -1.0]), (2, 3, 2)).copy()
+    for r, c in [(1, 0), (0, 1), (1, 1)]:
+        expect[r, c] = XR[0, r, c]
+    np.testing.assert_array_equal(kept, expect)
+    # 1/3 of 6 pixels = 2 (floor): (1, 0) and (0, 1); the cancelled pixel (0, 0) is never kept
+    _, seen = _run("keep", [1 / 3])
+    assert (seen[0][1][0] != np.array([3.0, -1.0])).any(axis=-1).sum() == 2
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"mode": "drop"}, ArgumentError, "remove_and_retrain: mode='drop'"),
+    ({"fractions": [0.5, 1.5]}, ArgumentError, "remove_and_retrain: fractions=.*contains 1.5"),
+    ({"train_fn": None}, ArgumentTypeError, "remove_and_retrain: train_fn=None"),
+    ({"test_data": (XR, np.zeros(1), AR[..., :1])}, ArgumentError,
+     "remove_and_retrain: test_data maps.shape=\\(1, 2, 3, 1\\) differs"),
+])
+def test_roar_errors(kwargs, exc, match):
+    args = {"train_fn": lambda x, y: 0, "eval_fn": lambda p, x, y: 1.0,
+            "train_data": (XR, np.zeros(1), AR), "test_data": (XR, np.zeros(1), AR), **kwargs}
+    with pytest.raises(exc, match=match):
+        remove_and_retrain(**args)
