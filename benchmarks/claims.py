@@ -253,6 +253,29 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
     return claims
 
 
+def judge_roar(rk: dict[str, Any]) -> list[dict[str, Any]]:
+    """ROAR (lower accuracy = better map) and KAR (higher = better), paired over seeds."""
+    out = []
+    per = rk["per_seed"]
+    for mode, better, text in [("remove", "lower", "RectGrad wins ROAR (digits)"),
+                               ("keep", "higher", "RectGrad wins KAR (digits)")]:
+        rows, wins = {}, 0
+        for b in [*BASELINES, "random"]:
+            d = paired(per[RG][mode], per[b][mode])
+            win = d["n"] > 1 and (d["mean"] - d["ci95"] > 0 if better == "higher"
+                                  else d["mean"] + d["ci95"] < 0)
+            wins += bool(win)
+            rows[b] = {"difference": d, "rectgrad_better": bool(win)}
+        n = len(BASELINES) + 1
+        out.append({"claim": text, "dataset": "digits",
+                    "metric": f"accuracy after retraining, {rk['fraction']:.0%} of pixels",
+                    "better": better, "rectgrad": ci(per[RG][mode]), "vs": rows,
+                    "reproduces": "yes" if wins == n else ("partly" if wins else "no"),
+                    "summary": f"better than {wins}/{n} (7 baselines + random map; paired 95% "
+                               "CI of the difference excludes 0)"})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=5)
@@ -277,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.out) as fh:
             report = json.load(fh)
         report["claims"] = judge(report["per_seed"])
+        if "roar_kar" in report:
+            report["claims"] += judge_roar(report["roar_kar"])
         with open(args.out, "w") as fh:
             json.dump(report, fh, indent=1, default=float)
         print_tables(report["summary"], report["claims"])
@@ -417,6 +442,7 @@ def run_roar(args) -> int:
         "summary": {m: {k: ci(v) for k, v in mv.items()} for m, mv in res.items()},
         "per_seed": res,
     }
+    report["claims"] = judge(report["per_seed"]) + judge_roar(report["roar_kar"])
     with open(args.out, "w") as fh:
         json.dump(report, fh, indent=1, default=float)
     print(f"\n### ROAR / KAR on digits, {frac:.0%} of the pixels (clean accuracy "
