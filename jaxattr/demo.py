@@ -72,7 +72,7 @@ def _check_out(out: Any) -> str:
             pass
     except OSError as e:
         fail("run_demo", "out", path, f"is not a writable directory ({e.strerror or e})",
-             "a directory this user can create and write", "pass --out to another place")
+             "a directory this user can create and write", "choose another output directory")
     return path
 
 
