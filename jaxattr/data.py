@@ -21,14 +21,16 @@ follows the synthetic benchmarks that attribution work uses to get a ground trut
 - *a class-independent distractor patch* (``distractor=True``): one fixed random patch pasted at a
   random place on every image, never overlapping the object, as in the RectGrad paper's patch
   experiment (a fixed random 10x10 patch on every CIFAR-10 training image; here scaled to 32x32
-  shapes, 8x8 by default). It carries no label information, so a method that puts mass on it
-  shows features the model can ignore;
+  shapes, 8x8 by default). It carries no label information, like the objects BIM pastes into
+  every class's images (Yang & Kim 2019, arXiv:1907.09701: features common to all classes are
+  less important than the class's own), so a method that puts mass on it shows a feature the
+  model has no reason to use;
 - *a spurious patch correlated with the label* (``spurious_rate=r``): a small solid patch whose
   colour is the class's colour in a fraction ``r`` of the images (exactly ``round(r * n)``) and
   another class's colour otherwise, as in the spurious-correlation tests of Adebayo et al. 2020
-  ("Debugging Tests for Model Explanations", arXiv:2011.05429) and the common-feature idea of
-  Yang & Kim 2019 (BIM, arXiv:1907.09701): the data say what a model *could* use, and a test set
-  with ``spurious_rate=1/num_classes`` (patch independent of the label) measures whether it did.
+  ("Debugging Tests for Model Explanations", arXiv:2011.05429): the data say what a model *could*
+  use, and a test set with ``spurious_rate=1/num_classes`` (patch independent of the label)
+  measures whether it did.
 
 Every pixel outside the three masks is the background texture (returned as ``background``), and
 every pixel inside the object mask differs from it by at least 0.2 in some channel: shape colours
