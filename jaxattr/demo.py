@@ -98,6 +98,7 @@ def _train(model, x, y, *, key, steps, clock, every=5.0):
 
     init_key, data_key = training._rbg_keys(key, fn="run_demo")
     x, y = jnp.asarray(x), jnp.asarray(y)
+    clock("training: initialising the model (compiles once)")
     variables = training._init(model, init_key, x[:1])
     idx = training._minibatches(data_key, steps, 32, x.shape[0])
     opt_state = optax.adam(3e-3).init(variables)
