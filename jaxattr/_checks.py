@@ -22,6 +22,7 @@ from .errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "check_bool",
+    "check_dtype",
     "check_callable",
     "check_choice",
     "check_floating",
@@ -187,3 +188,17 @@ def check_bool(value: Any, name: str, *, fn: str) -> bool:
         return bool(value)
     fail_type(fn, name, value, f"has type {type(value).__name__}", "True or False")
     raise AssertionError  # unreachable
+
+
+def check_dtype(value: Any, name: str, *, fn: str) -> Any:
+    """``None`` or a real floating dtype (``jnp.bfloat16``, ``"float16"``...) as a numpy dtype."""
+    if value is None:
+        return None
+    expected = "None or a floating dtype such as jnp.bfloat16, jnp.float16 or jnp.float32"
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        fail_type(fn, name, value, "is not a dtype", expected)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        fail(fn, name, value, f"is {dtype}, not floating", expected)
+    return dtype

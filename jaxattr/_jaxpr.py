@@ -74,6 +74,7 @@ class Rules:
     relu_reads_output: bool = True
     maxpool: Callable[..., Callable[[jax.Array], jax.Array]] | None = None
     same_conv_output: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
+    dtype: Any = None  # compute dtype: every floating value is cast to it (e.g. bfloat16)
 
 
 _COUNT_ONLY = Rules(relu=lambda a, g: g, relu_reads_output=False)
@@ -214,6 +215,10 @@ def _shard_map(eqn, body: Callable, args: list) -> list:
     return list(mapped(*args))
 
 
+def _value_avals(vals) -> list[jax.ShapeDtypeStruct]:
+    return [jax.ShapeDtypeStruct(np.shape(v.value), jnp.result_type(v.value)) for v in vals]
+
+
 def _avals(vars_) -> list[jax.ShapeDtypeStruct]:
     return [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype,
                                  weak_type=getattr(v.aval, "weak_type", False)) for v in vars_]
@@ -228,6 +233,7 @@ class _Interpreter:
         self.rules = rules
         self.inside_custom = inside_custom
         self.site = ""  # the user's source line of the equation being interpreted
+        self.dtype = rules.dtype
         self.stats = _Stats()
         self._relu = (_make_relu(rules.relu, rules.relu_reads_output)
                       if rules.relu is not None else None)
@@ -235,11 +241,30 @@ class _Interpreter:
     def child(self) -> _Interpreter:
         sub = _Interpreter.__new__(_Interpreter)
         sub.rules, sub.inside_custom, sub._relu = self.rules, self.inside_custom, self._relu
+        sub.dtype = self.dtype
         sub.site = self.site  # inside jax's own functions, point at the user's call
         sub.stats = _Stats()
         return sub
 
     # -- evaluation --------------------------------------------------------------------------
+
+    def cast(self, v: _Val) -> _Val:
+        """``v`` in the compute dtype (cast mode): floating values only; facts are kept."""
+        value = v.value
+        if self.dtype is None or not hasattr(value, "dtype") and not isinstance(value, float):
+            return v
+        dtype = jnp.result_type(value)
+        if not jnp.issubdtype(dtype, jnp.floating) or dtype == self.dtype:
+            return v
+        return _Val(jnp.asarray(value).astype(self.dtype), const=v.const, zero=v.zero,
+                    positive_mask_of=v.positive_mask_of)
+
+    def casting(self, eqn, invals: list[_Val]) -> bool:
+        """Whether some input's dtype differs from what ``eqn`` was traced with."""
+        return self.dtype is not None and any(
+            jnp.result_type(v.value) != var.aval.dtype for v, var in zip(invals, eqn.invars,
+                                                                      strict=True)
+            if hasattr(var.aval, "dtype"))
 
     def eval_closed(self, closed: jcore.ClosedJaxpr, args: list[_Val]) -> list[_Val]:
         consts = [_Val(c, const=not isinstance(c, jax.core.Tracer),
@@ -251,13 +276,13 @@ class _Interpreter:
 
         def read(v) -> _Val:
             if isinstance(v, jcore.Literal):
-                return _Val(v.val, const=True, zero=_is_zero_literal(v))
+                return self.cast(_Val(v.val, const=True, zero=_is_zero_literal(v)))
             return env[v]
 
         for var, val in zip(jaxpr.constvars, consts, strict=True):
-            env[var] = val
+            env[var] = self.cast(val)
         for var, val in zip(jaxpr.invars, args, strict=True):
-            env[var] = val
+            env[var] = self.cast(val)
         known_const = {v for v in [*jaxpr.constvars, *jaxpr.invars] if env[v].const}
         clamped = _clamped_maxes(jaxpr, known_const)
         outer_site = self.site
@@ -277,7 +302,7 @@ class _Interpreter:
                 raise
             for var, out in zip(eqn.outvars, outs, strict=True):
                 if not isinstance(var, jcore.DropVar):
-                    env[var] = out
+                    env[var] = self.cast(out)
         self.site = outer_site
         return [read(v) for v in jaxpr.outvars]
 
@@ -356,7 +381,17 @@ def _clamped_maxes(jaxpr, known_const: set) -> set:
 def _unchanged(interp: _Interpreter, eqn, invals: list[_Val]) -> list[_Val]:
     subjaxprs = list(jcore.jaxprs_in_params(eqn.params))
     const = bool(invals) and all(v.const for v in invals) and not subjaxprs
-    outs = _bind(eqn, [v.value for v in invals])
+    values = [v.value for v in invals]
+    if interp.casting(eqn, invals):
+        if subjaxprs:  # typed bodies (custom rules, unknown primitives) run as traced
+            values = [jnp.asarray(x).astype(var.aval.dtype) for x, var in zip(
+                values, eqn.invars, strict=True)]
+        else:  # a first-order primitive: its dtype parameters follow the compute dtype
+            eqn = eqn.replace(params={
+                k: (interp.dtype if k in ("new_dtype", "dtype") and v is not None
+                    and jnp.issubdtype(v, jnp.floating) else v)
+                for k, v in eqn.params.items()})
+    outs = _bind(eqn, values)
     zero = eqn.primitive.name in _ZERO_PRESERVING and bool(invals) and invals[0].zero
     mask_of = (invals[0].positive_mask_of if eqn.primitive.name in _ZERO_PRESERVING and invals
                else None)
@@ -407,7 +442,7 @@ def _contains_nn_relu(jaxpr) -> bool:
 
 
 def _apply_relu(interp: _Interpreter, x, dtype, shape) -> list[_Val]:
-    x = jnp.broadcast_to(x, shape).astype(dtype)
+    x = jnp.broadcast_to(x, shape).astype(interp.dtype or dtype)
     interp.stats.relus += 1
     interp.stats.sites += 1
     return [_Val(interp._relu(x))]
@@ -479,10 +514,12 @@ def _custom_function(interp: _Interpreter, eqn, invals) -> list[_Val]:
 
 def _jit(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     closed = _closed(eqn.params["jaxpr"])
-    new, stats = interp.trace_rewritten(closed, invals, _avals(eqn.invars),
-                                        inside_custom=_is_nn_activation_body(eqn))
+    casting = interp.casting(eqn, invals)
+    new, stats = interp.trace_rewritten(
+        closed, invals, _value_avals(invals) if casting else _avals(eqn.invars),
+        inside_custom=_is_nn_activation_body(eqn))
     interp.stats.merge(stats)
-    if stats.sites:
+    if stats.sites or casting:
         outs = _rebind(eqn, [v.value for v in invals], jaxpr=new)
     else:
         outs = _bind(eqn, [v.value for v in invals])
@@ -495,9 +532,11 @@ def _inline_call(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
 
 
 def _remat(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    new, stats = interp.trace_rewritten(_closed(eqn.params["jaxpr"]), invals, _avals(eqn.invars))
+    casting = interp.casting(eqn, invals)
+    new, stats = interp.trace_rewritten(_closed(eqn.params["jaxpr"]), invals,
+                                        _value_avals(invals) if casting else _avals(eqn.invars))
     interp.stats.merge(stats)
-    if not stats.sites:
+    if not (stats.sites or casting):
         return _unchanged(interp, eqn, invals)
     fn = jax.checkpoint(jcore.jaxpr_as_fun(new), prevent_cse=eqn.params.get("prevent_cse", True),
                         policy=eqn.params.get("policy"))
@@ -509,9 +548,13 @@ def _scan(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     nc, nk = p["num_consts"], p["num_carry"]
     body = _closed(p["jaxpr"])
     facts = [*invals[:nc], *[None] * nk, *invals[nc + nk:]]  # a carry changes: nothing known
-    new, stats = interp.trace_rewritten(body, facts, _avals(body.jaxpr.invars))
+    casting = interp.casting(eqn, invals)
+    avals = (_value_avals(invals[:nc + nk]) + [
+        jax.ShapeDtypeStruct(np.shape(v.value)[1:], jnp.result_type(v.value))
+        for v in invals[nc + nk:]]) if casting else _avals(body.jaxpr.invars)
+    new, stats = interp.trace_rewritten(body, facts, avals)
     interp.stats.merge(stats)
-    if not stats.sites:
+    if not (stats.sites or casting):
         return _unchanged(interp, eqn, invals)
     body_fn = jcore.jaxpr_as_fun(new)
     vals = [v.value for v in invals]
@@ -528,9 +571,11 @@ def _scan(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
 
 def _cond(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     index, *ops = invals
-    rewritten, any_sites = [], False
+    casting = interp.casting(eqn, invals)
+    rewritten, any_sites = [], casting
     for br in eqn.params["branches"]:
-        new, stats = interp.trace_rewritten(_closed(br), ops, _avals(eqn.invars[1:]))
+        new, stats = interp.trace_rewritten(
+            _closed(br), ops, _value_avals(ops) if casting else _avals(eqn.invars[1:]))
         interp.stats.merge(stats)
         any_sites |= bool(stats.sites)
         rewritten.append(jcore.jaxpr_as_fun(new))
@@ -544,16 +589,17 @@ def _while(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     p = eqn.params
     cn, bn = p["cond_nconsts"], p["body_nconsts"]
     cconsts, bconsts, init = invals[:cn], invals[cn:cn + bn], invals[cn + bn:]
-    carry_avals = _avals(eqn.invars[cn + bn:])
+    casting = interp.casting(eqn, invals)
+    avals = _value_avals(invals) if casting else _avals(eqn.invars)
+    carry_avals = avals[cn + bn:]
     cond_new, cstats = interp.trace_rewritten(
-        _closed(p["cond_jaxpr"]), [*cconsts, *[None] * len(init)],
-        _avals(eqn.invars[:cn]) + carry_avals)
+        _closed(p["cond_jaxpr"]), [*cconsts, *[None] * len(init)], avals[:cn] + carry_avals)
     body_new, bstats = interp.trace_rewritten(
         _closed(p["body_jaxpr"]), [*bconsts, *[None] * len(init)],
-        _avals(eqn.invars[cn:cn + bn]) + carry_avals)
+        avals[cn:cn + bn] + carry_avals)
     interp.stats.merge(cstats)
     interp.stats.merge(bstats)
-    if not (cstats.sites or bstats.sites):
+    if not (cstats.sites or bstats.sites or casting):
         return _unchanged(interp, eqn, invals)
     cond_fn, body_fn = jcore.jaxpr_as_fun(cond_new), jcore.jaxpr_as_fun(body_new)
     cc, bc = [v.value for v in cconsts], [v.value for v in bconsts]
@@ -686,9 +732,12 @@ def rewrite(
         interp = _Interpreter(rules)
         flat_args = jax.tree_util.tree_leaves(args)
         outs = interp.eval_closed(closed, [_Val(a) for a in flat_args])
-        _report(interp.stats, name)
-        treedef = jax.tree_util.tree_structure(out_shape)
-        return jax.tree_util.tree_unflatten(treedef, [o.value for o in outs])
+        if rules.relu is not None:
+            _report(interp.stats, name)
+        leaves, treedef = jax.tree_util.tree_flatten(out_shape)
+        return jax.tree_util.tree_unflatten(  # outputs in the dtypes f returns
+            treedef, [jnp.asarray(o.value).astype(s.dtype) for o, s in zip(outs, leaves,
+                                                                           strict=True)])
 
     return rewritten
 

@@ -20,6 +20,7 @@ Modified-backprop maps are backward-only: they are not derivatives of anything, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,11 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._calling import is_transform, jit_with_static, mark_map, mark_transform
+from ._calling import is_transform, jit_with_static, mark_map, mark_transform, split
 from ._checks import (
     check_bool,
     check_callable,
     check_choice,
+    check_dtype,
     check_int,
     check_real,
     fail,
@@ -124,8 +126,10 @@ def _backward_only(fun: Callable, name: str) -> Callable:
     return wrapped
 
 
-def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, name: str):
+def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, name: str,
+                   dtype: Any = None):
     f = _check_score_fn(f, name)
+    rules = dataclasses.replace(rules, dtype=check_dtype(dtype, "dtype", fn=name))
     argnums_t = _argnums_tuple(argnums, name)
     has_aux = check_bool(has_aux, "has_aux", fn=name)
 
@@ -242,13 +246,18 @@ def _zero_border_gradient(y, spatial_dims: tuple[int, ...]):
 # Public transforms.
 
 @mark_transform
-def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
+             dtype: Any = None) -> Callable:
     """The plain gradient of a scalar score: ``jax.grad`` with attribution-friendly checks.
 
     Args:
       f: function of one example returning a real scalar score (e.g. a logit).
       argnums: which positional argument(s) to attribute to, as in ``jax.grad``.
       has_aux: ``f`` returns ``(score, aux)``; the map is then returned as ``(map, aux)``.
+      dtype: compute dtype, e.g. ``jnp.bfloat16``: ``f`` runs with every floating value (its
+        weights included) in that dtype, re-interpreted from its jaxpr, so the model need not
+        change; functions with their own derivative rule (``softplus``...) run as traced. The
+        map is returned in the input's dtype. ``None`` (default): as traced.
 
     Returns:
       ``g`` with ``f``'s signature returning an array shaped like ``x``. Unlike the
@@ -273,9 +282,16 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Cal
     f = _check_score_fn(f, "saliency")
     argnums_t = _argnums_tuple(argnums, "saliency")
     has_aux = check_bool(has_aux, "has_aux", fn="saliency")
+    dtype = check_dtype(dtype, "dtype", fn="saliency")
 
     def checked(*args, **kwargs):
-        out = f(*args, **kwargs)
+        if dtype is None:
+            out = f(*args, **kwargs)
+        else:  # the same function, every floating value computed in dtype (jaxattr._jaxpr)
+            dyn, static = split(args, kwargs, fn="saliency")
+            run = rewrite(lambda *d: f(*static.rebuild(d)[0], **static.rebuild(d)[1]),
+                          Rules(dtype=dtype), name="saliency")
+            out = run(*dyn)
         shapes = jax.tree_util.tree_map(
             lambda o: jax.ShapeDtypeStruct(jnp.shape(o), jnp.result_type(o)), out)
         _check_score(shapes, has_aux, "saliency", x=args[argnums_t[0]])
@@ -292,7 +308,8 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Cal
 
 
 @mark_transform
-def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
+                    dtype: Any = None) -> Callable:
     """Guided Backpropagation: at every ReLU, ``R_in = where(x_in > 0, relu(R_out), 0)``.
 
     Args and Returns as :func:`saliency`; the map is backward-only (see module docs) and the
@@ -309,11 +326,13 @@ def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False)
     References:
       Springenberg, Dosovitskiy, Brox, Riedmiller 2014, arXiv:1412.6806.
     """
-    return _modified_grad(f, Rules(relu=_guided_rule), argnums, has_aux, "guided_backprop")
+    return _modified_grad(f, Rules(relu=_guided_rule), argnums, has_aux, "guided_backprop",
+                          dtype)
 
 
 @mark_transform
-def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Callable:
+def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
+              dtype: Any = None) -> Callable:
     """DeconvNet: at every ReLU, ``R_in = relu(R_out)`` (ignores the forward activation).
 
     Args and Returns as :func:`saliency`; the map is backward-only (see module docs). The rule
@@ -329,7 +348,7 @@ def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False) -> Ca
       Zeiler, Fergus 2014, arXiv:1311.2901.
     """
     rules = Rules(relu=_deconv_rule, relu_reads_output=False)
-    return _modified_grad(f, rules, argnums, has_aux, "deconvnet")
+    return _modified_grad(f, rules, argnums, has_aux, "deconvnet", dtype)
 
 
 @mark_transform
@@ -343,6 +362,7 @@ def rectgrad(
     argnums: Argnums = 0,
     has_aux: bool = False,
     select: str = "auto",
+    dtype: Any = None,
 ) -> Callable:
     """Rectified Gradient: at every ReLU, ``R_in = where(a * R_out > tau, R_out, 0)``.
 
@@ -380,6 +400,8 @@ def rectgrad(
       padding_trick: zero the outer one-pixel ring of the gradient at the output of each
         SAME-padded convolution (the official code's border-artefact fix). Default False.
       argnums, has_aux: as in ``jax.grad``.
+      dtype: compute dtype (e.g. ``jnp.bfloat16``), as in :func:`saliency`; the threshold is
+        selected in float32.
       select: percentile algorithm, one of ``jaxattr._select.METHODS`` (all exact; ``"auto"``
         picks the fastest measured on the backend; the others are for benchmarking).
 
@@ -429,7 +451,7 @@ def rectgrad(
         maxpool=_prr_maxpool if maxpool == "prr" else None,
         same_conv_output=_zero_border_gradient if padding_trick else None,
     )
-    return _modified_grad(f, rules, argnums, has_aux, "rectgrad")
+    return _modified_grad(f, rules, argnums, has_aux, "rectgrad", dtype)
 
 
 @mark_transform

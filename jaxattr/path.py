@@ -15,6 +15,7 @@ from ._checks import (
     check_bool,
     check_callable,
     check_choice,
+    check_dtype,
     check_floating,
     check_int,
     fail,
@@ -67,6 +68,7 @@ def integrated_gradients(
     return_delta: bool = False,
     gradient: Callable[[Callable], Callable] | None = None,
     max_memory: int | None = None,
+    dtype: Any = None,
 ) -> Callable[[jax.Array], Any]:
     """Integrated Gradients: the gradient averaged along the straight path from a baseline.
 
@@ -101,6 +103,9 @@ def integrated_gradients(
         gradient: a gradient transform ``f -> (x -> array shaped like x)`` used instead of
             ``jax.grad``, e.g. ``jaxattr.guided_backprop`` or ``jaxattr.rectgrad``.
         max_memory: budget in bytes for ``chunk="auto"``.
+        dtype: compute dtype of the gradients (e.g. ``jnp.bfloat16``), passed to ``gradient``
+            (a jaxattr transform; default :func:`jaxattr.saliency`); the path sum is float32 and
+            the attribution is returned in ``x``'s dtype.
 
     Returns:
         ``g(x)`` returning the attribution shaped like ``x``, or ``(attribution, delta)`` with
@@ -134,8 +139,13 @@ def integrated_gradients(
     chunk = _check_chunk(chunk, steps, name, "steps")
     max_memory = check_max_memory(max_memory, name)
     return_delta = check_bool(return_delta, "return_delta", fn=name)
-    if gradient is None:
+    dtype = check_dtype(dtype, "dtype", fn=name)
+    if gradient is None and dtype is None:
         grad_fn = jax.grad(f)
+    elif gradient is None:
+        from .backprop import saliency
+
+        grad_fn = saliency(f, dtype=dtype)
     else:
         expected = "a gradient transform f -> map function, such as ja.rectgrad"
         if is_map_function(gradient):
@@ -146,7 +156,7 @@ def integrated_gradients(
         gradient = check_callable(gradient, "gradient", fn=name, expected=expected,
                                   fix="pass the transform itself, e.g. gradient=ja.rectgrad, "
                                   "not gradient=ja.rectgrad(f)(x)")
-        grad_fn = gradient(f)
+        grad_fn = gradient(f, dtype=dtype) if dtype is not None else gradient(f)
     alphas_np, weights_np = _quadrature(method, steps)
 
     def compute(args: tuple, kwargs: dict) -> Any:
