@@ -397,3 +397,17 @@ def test_bad_input():
         T.samples_for_variance(0.1, kurtosis=0.5)
     with pytest.raises(ArgumentError, match=r"^samples_for_mean: effect=0.0 is zero"):
         T.samples_for_mean(1.0, 0.0)
+
+
+def test_kinks_use_the_engines_relu_detector():
+    # jax.nn.relu is found by identity (jaxattr._jaxpr), not by a function's name: a smooth
+    # function that happens to be called "relu" is not a kink (name-based detection said it was).
+    from jaxattr.theory._smoothness import kinks
+
+    @jax.jit
+    def relu(x):  # a user's smooth function with an unlucky name
+        return jnp.tanh(x)
+
+    x = jnp.ones(3)
+    assert kinks(jax.make_jaxpr(lambda x: jnp.sum(relu(x)))(x).jaxpr) == set()
+    assert kinks(jax.make_jaxpr(lambda x: jnp.sum(jax.nn.relu(x)))(x).jaxpr) == {"relu"}

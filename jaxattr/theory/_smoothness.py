@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import jax
 
+from .._jaxpr import _is_nn_relu
+
 __all__ = ["NonSmoothWarning", "kinks", "warn_if_kinked"]
 
 
@@ -22,16 +24,18 @@ class NonSmoothWarning(UserWarning):
 
 KINK_PRIMITIVES = frozenset({"max", "min", "abs", "sign", "clamp", "floor", "ceil", "round"})
 """Primitives whose derivative jumps (or whose second derivative is a delta)."""
-KINK_NAMES = frozenset({"relu", "relu6", "hard_tanh", "hard_sigmoid", "hard_silu", "hard_swish"})
+KINK_NAMES = frozenset({"relu6", "hard_tanh", "hard_sigmoid", "hard_silu", "hard_swish"})
 """Names of jitted / custom_jvp functions that are kinked whatever their primitives."""
 
 
 def kinks(jaxpr, names_only: bool = False) -> set[str]:
     """The non-smooth operations of a jaxpr (recursing into every sub-jaxpr).
 
-    A call named in :data:`KINK_NAMES` (``jax.nn.relu``...) counts as one kink and is not entered.
-    Inside a custom_jvp function only named kinks count: its own derivative rule decides
-    smoothness (e.g. ``logaddexp`` uses ``max`` and ``abs`` but is smooth).
+    ``jax.nn.relu`` is recognised by the engine's one ReLU detector (``jaxattr._jaxpr``: the
+    ``custom_jvp`` defined in ``jax.nn``, by identity) and counts as the kink ``"relu"``; a call
+    named in :data:`KINK_NAMES` (``relu6``...) counts as one kink and is not entered. Inside a
+    custom_jvp function only those count: its own derivative rule decides smoothness (e.g.
+    ``logaddexp`` uses ``max`` and ``abs`` but is smooth).
 
     Args:
         jaxpr: a ``Jaxpr`` (``jax.make_jaxpr(f)(x).jaxpr``).
@@ -50,6 +54,9 @@ def kinks(jaxpr, names_only: bool = False) -> set[str]:
     found: set[str] = set()
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
+        if _is_nn_relu(eqn):
+            found.add("relu")
+            continue
         fn_name = str(eqn.params.get("name", ""))
         if fn_name in KINK_NAMES:
             found.add(fn_name)
