@@ -5,6 +5,8 @@
     python benchmarks/cpu_vs_captum.py --repeats 5 --skip-conv      # quicker
     python benchmarks/cpu_vs_captum.py --conv-only --conv-repeats 15
 
+The full default run takes ~25 minutes on a loaded 2-core machine (the noise group most of it).
+
 The network is ``benchmarks/_cnn.py`` in pure JAX and, through ``_cnn.to_torch``, in PyTorch with
 the same weights; the score is the logit of the class the network predicts (``target=`` for
 Captum, a label argument for jaxattr). Methods: saliency, guided backprop, deconvnet and RectGrad
@@ -28,6 +30,8 @@ in the two frameworks, so only their shapes and finiteness are compared.
 The convolution probe (``--conv-only`` or after the table) times 160 input gradients of the CNN in
 JAX and torch in one process per XLA setting (``XLA_FLAGS`` must be set before JAX starts), each
 paired with torch in the same process: the ratio JAX / torch is what compares across settings.
+Torch runs at the faster of 1 and all threads, measured at the start: on a loaded machine
+OpenMP's spinning threads made 2 threads ~2-3x slower than 1 (2026-11-29).
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ gradient's examples/s. Then, when torch and captum are importable and torch sees
 methods in Captum on the PyTorch twin (``_resnet.to_torch``, identical weights) in the same
 rounds: Saliency, GuidedBackprop, NoiseTunnel smoothgrad / vargrad (``nt_samples_batch_size``
 10) and IntegratedGradients (``internal_batch_size`` = 10 x B rows, i.e. 10 steps per pass).
-The score is the logit of the predicted class (``target=`` in Captum). fp32 throughout; the
-bf16 path does not exist yet and is reported as such.
+The score is the logit of the predicted class (``target=`` in Captum). fp32 throughout (both
+frameworks' default convolution precision); the bf16 path does not exist yet and is reported as
+such. JAX preallocates 75% of the GPU: Captum's NoiseTunnel at 10 per pass needed 26 GiB at B=32
+on an H200; if torch runs out of memory, set ``XLA_PYTHON_CLIENT_MEM_FRACTION=.6``.
 
 ``--smoke`` runs the ResNet's stem alone (7x7/2 convolution, batch norm, ReLU, max-pool, average
 pool, dense) at width 8, compiled with XLA's cheap backend passes (unless ``XLA_FLAGS`` is set),
