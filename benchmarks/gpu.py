@@ -15,10 +15,11 @@ gradient's examples/s. Then, when torch and captum are importable and torch sees
 methods in Captum on the PyTorch twin (``_resnet.to_torch``, identical weights) in the same
 rounds: Saliency, GuidedBackprop, NoiseTunnel smoothgrad / vargrad (``nt_samples_batch_size``
 10) and IntegratedGradients (``internal_batch_size`` = 10 x B rows, i.e. 10 steps per pass).
-The score is the logit of the predicted class (``target=`` in Captum). fp32 throughout (both
-frameworks' default convolution precision); the bf16 path does not exist yet and is reported as
-such. JAX preallocates 75% of the GPU: Captum's NoiseTunnel at 10 per pass needed 26 GiB at B=32
-on an H200; if torch runs out of memory, set ``XLA_PYTHON_CLIENT_MEM_FRACTION=.6``.
+The score is the logit of the predicted class (``target=`` in Captum). fp32 (both frameworks'
+default convolution precision), plus saliency and SmoothGrad with ``dtype=jnp.bfloat16`` where
+jaxattr has that option (otherwise the script says "bf16: not implemented"). JAX preallocates
+75% of the GPU: Captum's NoiseTunnel at 10 per pass needed 26 GiB at B=32 on an H200; if torch
+runs out of memory, set ``XLA_PYTHON_CLIENT_MEM_FRACTION=.6``.
 
 ``--smoke`` runs the ResNet's stem alone (7x7/2 convolution, batch norm, ReLU, max-pool, average
 pool, dense) at width 8, compiled with XLA's cheap backend passes (unless ``XLA_FLAGS`` is set),
@@ -30,6 +31,7 @@ line format is the same.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import statistics
@@ -49,6 +51,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _resnet  # noqa: E402
 
 import jaxattr as ja  # noqa: E402
+
+# the bf16 path (``dtype=`` on the transforms), where this version of jaxattr has it
+BF16 = all("dtype" in inspect.signature(t).parameters for t in (ja.saliency, ja.smoothgrad))
 
 
 def paired_rounds(fns: dict, repeats: int) -> tuple[dict, dict]:
@@ -187,6 +192,12 @@ def main(argv=None):
         f"integrated gradients {args.steps} steps": jvm(
             ja.integrated_gradients(score, steps=args.steps, method="gausslegendre")),
     }
+    if BF16:  # the model in bfloat16, statistics in float32, maps in the input's dtype
+        bf16 = jnp.bfloat16
+        fns["saliency bf16"] = jvm(ja.saliency(score, dtype=bf16))
+        fns[f"smoothgrad N={args.n} chunk=auto bf16"] = jvm(
+            ja.smoothgrad(ja.saliency(score, dtype=bf16), sigma=0.15, n=args.n, chunk="auto",
+                          relative=False, dtype=bf16), keys)
     captum, why = captum_fns(params, xs, ys, args.n, chunk, args.steps, args.captum_on_cpu,
                              args.smoke)
     if captum:
@@ -197,8 +208,13 @@ def main(argv=None):
         if name == "torch raw gradient":
             print("-- Captum " + why + " (ratio: to jaxattr's plain gradient)")
         print(line(name, times[name], base, first[name] - statistics.median(times[name])))
-        if name.startswith(f"smoothgrad N={args.n} chunk=auto"):
+        if name == f"smoothgrad N={args.n} chunk=auto" and not BF16:
             print(f"{'smoothgrad bf16':34s} bf16: not implemented (no dtype= option yet)")
+    if BF16:  # the bf16 maps really differ from fp32, and stay close
+        a = np.asarray(fns["plain gradient"](), np.float64).ravel()
+        b = np.asarray(fns["saliency bf16"](), np.float64).ravel()
+        cos = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+        print(f"saliency bf16 vs fp32: cosine {cos:.4f}, max abs diff {np.abs(a - b).max():.1e}")
     if not captum:
         print(f"captum: skipped, {why}")
     else:  # the maps agree across frameworks (noise methods draw different noise: not compared)
