@@ -23,7 +23,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# this folder's modules must not shadow the standard library (a module named like one, e.g. select.py, would)
+# this folder's modules must not shadow the standard library (e.g. a select.py would)
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 
 import argparse  # noqa: E402

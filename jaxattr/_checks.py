@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -43,7 +44,9 @@ def _short(value: Any) -> str:
     if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) > 0:
         return f"<array of shape {tuple(np.shape(value))} and dtype {value.dtype}>"
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(value, (str, os.PathLike)):  # paths and names: never cut
+        return text
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def fail(fn: str, name: str, value: Any, problem: str, expected: str, fix: str = "") -> None:

@@ -310,7 +310,7 @@ def test_pytree_valued_attribution(key):
         (ja.vargrad, dict(n=1), ArgumentError, r"vargrad: n=1 is < 2; .*ddof=1 needs n > ddof"),
         (ja.vargrad, dict(n=3, ddof=3), ArgumentError, "vargrad: n=3 is < 4; .*with ddof=3"),
         (ja.vargrad, dict(ddof=-1), ArgumentError, "vargrad: ddof=-1 is < 0"),
-        (ja.smoothgrad, dict(n=2.5), TypeError, "smoothgrad: n=2.5 has type float; expected an int"),
+        (ja.smoothgrad, dict(n=2.5), TypeError, "smoothgrad: n=2.5 has type float; expected an"),
         (ja.smoothgrad, dict(n=True), TypeError, "smoothgrad: n=True is a bool; expected an int"),
         (ja.smoothgrad, dict(sigma=0.0), ArgumentError, r"smoothgrad: sigma=0.0 is out of range"),
         (ja.vargrad, dict(sigma=-0.1), ArgumentError, r"vargrad: sigma=-0.1 is out of range"),
