@@ -2,12 +2,14 @@
 
 import contextlib
 import io
+import json
 import re
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+import jaxattr
 from jaxattr import cli
 from jaxattr.models import CifarCNN
 from jaxattr.plot.attribution import color_limits, heatmap, method_grid, overlay, to_2d
@@ -18,12 +20,13 @@ METHODS = (
     "saliency",
     "guided backprop",
     "deconvnet",
-    "rectgrad q=90",
-    "rectgrad q=90 x input",
+    "rectgrad q=98 x input",
+    "rectgrad q=98",
     "smoothgrad n=10",
 )
-ROW = re.compile(r"^(?P<name>.+?)\s+(?P<ms>[\d.]+)\s+(?P<comp>[\d.]+)\s+(?P<tv>[\d.]+|nan)"
-                 r"\s+(?P<ink>[\d.]+|nan)\s+(?P<gini>[\d.]+|nan)$")
+COLS = ("ms", "compile_s", "TV", "Gini", "deletion AUC", "object mass", "pointing game",
+        "distractor mass")
+ROW = re.compile(r"^(?P<name>.+?)" + r"\s+([\d.]+|nan)" * len(COLS) + "$")
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +38,50 @@ def demo_run(tmp_path_factory):
     return rc, buf.getvalue(), out
 
 
-def test_demo_writes_png_and_prints_table(demo_run):
+def test_demo_writes_png_report_and_prints_table(demo_run):
     rc, text, out = demo_run
     assert rc == 0
     png = out / "methods.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
-    acc = float(re.search(r"test accuracy: ([\d.]+)", text).group(1))
-    assert acc >= 0.9
-    assert re.search(r"method\s+ms\s+compile s\s+TV\s+on strokes\s+Gini", text)
+    report = json.loads((out / "report.json").read_text())
+    acc = float(re.search(r"test accuracy ([\d.]+)", text).group(1))
+    assert acc == pytest.approx(report["accuracy"], abs=5e-4) and acc > 2 / 6  # chance 1/6
+    assert re.search(r"method\s+" + r"\s+".join(COLS), text)
     rows = {}
     for line in text.splitlines():
         m = ROW.match(line)
         if m and m["name"].strip() in METHODS:
-            rows[m["name"].strip()] = m
-    assert sorted(rows) == sorted(METHODS)
-    assert "skipped" not in text
-    for m in rows.values():
-        assert float(m["ms"]) > 0 and float(m["comp"]) > 0
-        assert 0.0 <= float(m["ink"]) <= 1.0 and float(m["tv"]) > 0
-        assert 0.0 < float(m["gini"]) < 1.0
-    assert "q=90 keeps 205/205/102/102/25" in text
-    assert f"saved {out / 'methods.png'}" in text
+            rows[m["name"].strip()] = dict(zip(COLS, map(float, m.groups()[1:]), strict=True))
+    assert sorted(rows) == sorted(METHODS) == sorted(report["metrics"])
+    for name, r in rows.items():
+        assert r["ms"] > 0 and r["compile_s"] > 0 and r["TV"] > 0 and 0 < r["Gini"] < 1
+        for k in ("object mass", "pointing game", "distractor mass"):
+            assert 0.0 <= r[k] <= 1.0
+            assert r[k] == pytest.approx(report["metrics"][name][k], abs=5e-4)
+    # half width, 32x32: q=98 keeps round((n - 1) * 0.02) of 16384/16384/8192/8192/128 units
+    assert "328/328/164/164/3" in text
+    assert f"saved {out / 'methods.png'}" in text and f"saved {out / 'report.json'}" in text
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"jaxattr {jaxattr.__version__}"
+
+
+def test_demo_errors_exit_2_before_training(tmp_path, capsys):
+    assert cli.main(["demo", "--images", "11", "--out", str(tmp_path)]) == 2
+    cap = capsys.readouterr()
+    assert cap.err.startswith("jaxattr demo: error: run_demo: images=11 is more than the figure "
+                              "holds; expected an int in [1, 10]")
+    assert cap.out == ""  # not a line of progress: nothing ran
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert cli.main(["demo", "--out", str(blocker / "sub")]) == 2
+    cap = capsys.readouterr()
+    assert "jaxattr demo: error: run_demo: out=" in cap.err and "is not a writable" in cap.err
+    assert cap.out == ""
 
 
 def test_main_without_command_prints_help(capsys):
@@ -73,6 +99,7 @@ def test_main_without_command_prints_help(capsys):
         (["demo", "--q", "101"], r"argument --q: q=101.0 must be in \[0, 100\]"),
         (["demo", "--q", "x"], r"argument --q: 'x' is not a number"),
         (["demo", "--model", "resnet"], r"argument --model: invalid choice: 'resnet'"),
+        (["demo", "--dataset", "cifar10"], r"argument --dataset: invalid choice: 'cifar10'"),
         (["frobnicate"], r"invalid choice: 'frobnicate'"),
     ],
 )
