@@ -51,6 +51,7 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _cnn  # noqa: E402
+from _timing import paired_rounds  # noqa: E402
 
 import jaxattr as ja  # noqa: E402
 
@@ -76,26 +77,6 @@ def quartiles(xs):
         return xs[0], xs[0], xs[0]
     q1, q2, q3 = statistics.quantiles(xs, n=4, method="inclusive")
     return q1, q2, q3
-
-
-def paired_rounds(fns: dict, repeats: int) -> tuple[dict, dict, dict]:
-    """Warm-up (first call: compile) of each, then ``repeats`` rounds running each once.
-
-    Returns ({name: [seconds per round]}, {name: first-call seconds}, {name: first output})."""
-    first, outs = {}, {}
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        outs[name] = jax.block_until_ready(fn())
-        first[name] = time.perf_counter() - t0
-    names = list(fns)
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            t0 = time.perf_counter()
-            jax.block_until_ready(fns[name]())
-            times[name].append(time.perf_counter() - t0)
-    return times, first, outs
 
 
 def ratio_str(num, den):

@@ -49,31 +49,12 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _resnet  # noqa: E402
+from _timing import paired_rounds  # noqa: E402
 
 import jaxattr as ja  # noqa: E402
 
 # the bf16 path (``dtype=`` on the transforms), where this version of jaxattr has it
 BF16 = all("dtype" in inspect.signature(t).parameters for t in (ja.saliency, ja.smoothgrad))
-
-
-def paired_rounds(fns: dict, repeats: int) -> tuple[dict, dict]:
-    """One warm-up call each, then ``repeats`` rounds running each once in a rotated order.
-
-    Returns ({name: [seconds per round]}, {name: first-call seconds})."""
-    first = {}
-    for name, fn in fns.items():
-        t0 = time.perf_counter()
-        fn()
-        first[name] = time.perf_counter() - t0
-    names = list(fns)
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times, first
 
 
 def ratio(num, den) -> tuple[float, float, float]:
@@ -202,7 +183,7 @@ def main(argv=None):
                              args.smoke)
     if captum:
         fns.update(captum)
-    times, first = paired_rounds(fns, args.repeats)
+    times, first, _ = paired_rounds(fns, args.repeats)
     base = times["plain gradient"]
     for name in fns:
         if name == "torch raw gradient":
