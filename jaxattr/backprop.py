@@ -289,8 +289,11 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
             out = f(*args, **kwargs)
         else:  # the same function, every floating value computed in dtype (jaxattr._jaxpr)
             dyn, static = split(args, kwargs, fn="saliency")
-            run = rewrite(lambda *d: f(*static.rebuild(d)[0], **static.rebuild(d)[1]),
-                          Rules(dtype=dtype), name="saliency")
+            def call(*d):
+                a, kw = static.rebuild(d)
+                return f(*a, **kw)
+
+            run = rewrite(call, Rules(dtype=dtype), name="saliency")
             out = run(*dyn)
         shapes = jax.tree_util.tree_map(
             lambda o: jax.ShapeDtypeStruct(jnp.shape(o), jnp.result_type(o)), out)
