@@ -35,6 +35,7 @@ from ._checks import (
     fail,
     fail_type,
 )
+from ._jaxpr import canonical_convs
 
 __all__ = ["smoothgrad", "smoothgrad_sq", "vargrad"]
 
@@ -94,7 +95,10 @@ def _fold_chunks(step: Callable, carry: Any, n: int, chunk: int, unroll: int | b
     if q == 1:
         carry = step(carry, block)
     elif q > 1:
-        carry = lax.fori_loop(0, q, lambda c, acc: step(acc, c * chunk + block), carry,
+        body = step
+        if unroll is not True and jax.default_backend() == "cpu":
+            body = canonical_convs(step)  # XLA:CPU's fast convolutions inside the loop body
+        carry = lax.fori_loop(0, q, lambda c, acc: body(acc, c * chunk + block), carry,
                               unroll=unroll)
     if r:
         carry = step(carry, q * chunk + jnp.arange(r))
@@ -254,14 +258,14 @@ def smoothgrad(
         chunk: evaluate ``a`` on ``chunk`` samples at a time (``lax.fori_loop`` over passes), which
             bounds peak memory independently of ``n``. ``"auto"`` (default): as many as fit in
             ``max_memory`` (or the device's free memory; see ``jaxattr._budget``), accounting for
-            the ``jax.vmap`` batch the call is made under; all ``n`` in one pass when they fit.
-            ``None``: all ``n`` in one pass. A chunk that does not divide ``n`` is allowed (the
-            last pass is smaller). The result does not depend on ``chunk`` beyond how XLA
-            evaluates ``a`` on batches of different sizes. On XLA:CPU, convolutions inside a loop
-            body run about 3x slower than outside one (measured: CIFAR CNN, B=8, n=20: 2708 ms
-            with chunk=5, 812 ms with chunk=None), so an explicit small chunk costs speed on CPU;
-            ``unroll=True`` recovers it but then XLA:CPU schedules the passes together and memory
-            is no longer bounded by one pass (measured: 523 MB at n=40, chunk=5, vs 83 MB rolled).
+            the ``jax.vmap`` batch the call is made under; on CPU also at most 32 MiB of
+            intermediates per pass, which is where XLA:CPU is fastest. ``None``: all ``n`` in
+            one pass. A chunk that does not divide ``n`` is allowed (the last pass is smaller).
+            The result does not depend on ``chunk`` beyond how XLA evaluates ``a`` on batches of
+            different sizes. On CPU the loop body's convolutions are put in XLA:CPU's canonical
+            layout (``jaxattr._jaxpr.canonical_convs``), without which they ran ~3x slower than
+            at top level; a chunked pass now costs what the same gradients cost as separate
+            top-level calls (``benchmarks/noise.py``).
         max_memory: budget in bytes for ``chunk="auto"`` (an upper bound of one evaluation's
             intermediates times the vmap batch must fit; an error says how much one needs).
         dtype: evaluate ``a`` on samples cast to this dtype (e.g. ``jnp.bfloat16``); sums,
@@ -272,8 +276,9 @@ def smoothgrad(
         antithetic: use pairs ``(z, -z)`` (pair ``j`` from ``fold_in(key, j)``; ``n`` must be even).
             This cancels every odd term of the noise expansion (variance reduction).
         unroll: unrolling of the loop over chunks (``lax.fori_loop``'s ``unroll``): ``True``
-            compiles straight-line code (fast on XLA:CPU; memory is then up to XLA's scheduler
-            and compile time grows with ``n / chunk``). Results are identical.
+            compiles straight-line code, whose memory is then up to XLA's scheduler (XLA:CPU
+            overlapped the passes: 523 MB at n=40, chunk=5, vs 83 MB rolled) and whose compile
+            time grows with ``n / chunk``. Results are identical.
 
     Returns:
         ``g(x, key)`` returning an array shaped like ``a(x)``, with ``a``'s output dtype (sums are
