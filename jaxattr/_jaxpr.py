@@ -57,7 +57,8 @@ from jax.extend import core as jcore
 
 from .errors import AttributionWarning, UnsupportedPrimitiveError
 
-__all__ = ["ReluReport", "Rules", "canonical_convs", "find_relus", "rewrite"]
+__all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus",
+           "rewrite"]
 
 # Primitives that change only shape, dtype or variance annotations: a zero in is a zero out.
 _ZERO_PRESERVING = frozenset(
@@ -716,6 +717,12 @@ def canonical_convs(fun: Callable) -> Callable:
     as traced.
     """
     return rewrite(fun, Rules(canonical_conv=True), name="canonical_convs")
+
+
+def cpu_loop_body(fun: Callable) -> Callable:
+    """``canonical_convs(fun)`` on the CPU backend, ``fun`` itself elsewhere: wrap the body of
+    every ``lax.fori_loop``/``lax.scan``/``lax.map`` that may evaluate a user's model."""
+    return canonical_convs(fun) if jax.default_backend() == "cpu" else fun
 
 
 _HANDLERS: dict[str, Callable] = {

@@ -35,7 +35,7 @@ from ._checks import (
     fail,
     fail_type,
 )
-from ._jaxpr import canonical_convs
+from ._jaxpr import cpu_loop_body
 
 __all__ = ["smoothgrad", "smoothgrad_sq", "vargrad"]
 
@@ -95,9 +95,7 @@ def _fold_chunks(step: Callable, carry: Any, n: int, chunk: int, unroll: int | b
     if q == 1:
         carry = step(carry, block)
     elif q > 1:
-        body = step
-        if unroll is not True and jax.default_backend() == "cpu":
-            body = canonical_convs(step)  # XLA:CPU's fast convolutions inside the loop body
+        body = step if unroll is True else cpu_loop_body(step)  # XLA:CPU's fast convolutions
         carry = lax.fori_loop(0, q, lambda c, acc: body(acc, c * chunk + block), carry,
                               unroll=unroll)
     if r:

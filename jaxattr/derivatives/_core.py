@@ -32,6 +32,7 @@ from .._checks import (
     fail,
     fail_type,
 )
+from .._jaxpr import cpu_loop_body
 
 EXACT_MAX_DIM = 2048
 """Largest ``d`` for ``method="exact"`` on second/third-order quantities (a ``d x d`` Hessian)."""
@@ -118,7 +119,7 @@ def mc(sample: Callable, key: jax.Array, num_probes: int, chunk: int | None) -> 
     if chunk is None:
         s = jax.vmap(sample)(keys)
     else:
-        s = lax.map(sample, keys, batch_size=min(chunk, num_probes))
+        s = lax.map(cpu_loop_body(sample), keys, batch_size=min(chunk, num_probes))
     mean = jnp.mean(s, axis=0)
     if num_probes == 1:
         return Estimate(mean, jnp.full_like(mean, jnp.inf))

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._jaxpr import cpu_loop_body
 from . import _ops
 from ._core import EXACT_MAX_DIM, build, register
 
@@ -32,7 +33,7 @@ def _streamed(F, z, opts):
         HV = jax.vmap(lambda v: _ops.hvp(F, z, v))(V)
         return acc + jnp.sum(HV**2, axis=0), None
 
-    return lax.scan(body, jnp.zeros_like(z), _ops.chunk_ids(d, c))[0]
+    return lax.scan(cpu_loop_body(body), jnp.zeros_like(z), _ops.chunk_ids(d, c))[0]
 
 
 @register("hessian_row_sqnorms", "hutchinson")

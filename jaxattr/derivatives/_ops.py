@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._jaxpr import cpu_loop_body
+
 _CHUNK_BUDGET = 2**24  # entries of a d x chunk tangent block in the chunked methods
 
 
@@ -101,7 +103,7 @@ def forward_lap_chunks(F: Callable, z: jax.Array, chunk: int | None, grad: bool)
         return acc + one(ids), None
 
     init = jnp.zeros_like(z) if grad else jnp.zeros((), z.dtype)
-    return lax.scan(body, init, chunk_ids(d, c))[0]
+    return lax.scan(cpu_loop_body(body), init, chunk_ids(d, c))[0]
 
 
 def probe_vector(key: jax.Array, z: jax.Array, probe: str) -> jax.Array:
