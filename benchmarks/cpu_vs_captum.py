@@ -5,7 +5,8 @@
     python benchmarks/cpu_vs_captum.py --repeats 5 --skip-conv      # quicker
     python benchmarks/cpu_vs_captum.py --conv-only --conv-repeats 15
 
-The full default run takes ~25 minutes on a loaded 2-core machine (the noise group most of it).
+The full default run takes ~5 minutes on a 2-core machine (the convolution probe most of it;
+``--skip-conv`` ~1.5 minutes).
 
 The network is ``benchmarks/_cnn.py`` in pure JAX and, through ``_cnn.to_torch``, in PyTorch with
 the same weights; the score is the logit of the class the network predicts (``target=`` for
