@@ -511,12 +511,27 @@ def _custom_jvp(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
 
 
 def _custom_function(interp: _Interpreter, eqn, invals) -> list[_Val]:
-    """A function with its own derivative rule keeps it; warn if a jax.nn.relu is inside."""
+    """A function with its own derivative rule keeps it; warn if a jax.nn.relu is inside.
+
+    Canonical-layout mode (values only, no derivative changes) rewrites the body and re-binds
+    it with the function's own derivative rule, traced from the original body, unchanged.
+    """
     if interp._relu is not None and not interp.inside_custom and _contains_nn_relu(
             _custom_body(eqn)):
         where = f"{_custom_name(eqn)} ({eqn.primitive.name}) at {_source_line(eqn)}"
         if where not in interp.stats.in_custom:
             interp.stats.in_custom.append(where)
+    if interp.rules.canonical_conv and not interp.rules.changes_gradients and not interp.dtype:
+        key = next(k for k in ("call_jaxpr", "fun_jaxpr") if k in eqn.params)
+        body = _custom_body(eqn)
+        new, stats = interp.trace_rewritten(body, invals, _avals(body.jaxpr.invars),
+                                            inside_custom=True)
+        interp.stats.merge(stats)
+        if stats.sites:
+            if not isinstance(eqn.params[key], jcore.ClosedJaxpr):  # pragma: no cover - old jax
+                new = new.jaxpr if not new.consts else None
+            if new is not None:
+                return [_Val(o) for o in _rebind(eqn, [v.value for v in invals], **{key: new})]
     return _unchanged(interp, eqn, invals)
 
 

@@ -132,6 +132,41 @@ def test_nested_bodies_are_rewritten():
     np.testing.assert_allclose(g(x), nested(x), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rule", ["custom_jvp", "custom_vjp"])
+def test_custom_rules_are_kept_and_their_bodies_rewritten(rule):
+    """A custom_jvp/custom_vjp's body is rewritten; its derivative rule (here deliberately not
+    the body's derivative: 3x) is kept."""
+    f = _conv_fn(("NCHW", "OIHW", "NCHW"), {})
+    w = jax.random.normal(jax.random.key(2), (3, 3, 3, 3), jnp.float64)
+    if rule == "custom_jvp":
+        layer = jax.custom_jvp(lambda x: f(x, w))
+        layer.defjvp(lambda p, t: (layer(*p), 3.0 * f(t[0], w)))
+    else:
+        layer = jax.custom_vjp(lambda x: f(x, w))
+        layer.defvjp(lambda x: (f(x, w), x),
+                     lambda x, g: (3.0 * jax.vjp(lambda t: f(t, w), x)[1](g)[0],))
+    score = lambda x: jnp.sum(jnp.sin(layer(x)))
+    x = jax.random.normal(jax.random.key(1), (2, 3, 6, 6), jnp.float64)
+    g = canonical_convs(score)
+    assert all(_is_canonical(e) for e in _convs(jax.make_jaxpr(g)(x)))
+    np.testing.assert_allclose(g(x), score(x), rtol=1e-13)
+    np.testing.assert_allclose(jax.grad(g)(x), jax.grad(score)(x), rtol=1e-12)
+    plain = jax.grad(lambda x: jnp.sum(jnp.sin(f(x, w))))(x)
+    np.testing.assert_allclose(jax.grad(g)(x), 3.0 * plain, rtol=1e-12)  # the rule was used
+
+
+def test_modified_backprop_maps_keep_refusing_forward_mode():
+    """rectgrad's map is a custom_jvp that raises on forward mode: its body is rewritten (the
+    loop of smoothgrad(rectgrad(f)) gets fast convolutions), its rule is kept."""
+    f = _conv_fn(("NCHW", "OIHW", "NCHW"), {})
+    w = jax.random.normal(jax.random.key(2), (3, 3, 3, 3), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (2, 3, 6, 6), jnp.float64)
+    m = canonical_convs(ja.rectgrad(lambda x: jnp.sum(jax.nn.relu(f(x, w)) ** 2)))
+    assert all(_is_canonical(e) for e in _convs(jax.make_jaxpr(m)(x)))
+    with pytest.raises(ja.errors.ForwardModeError):
+        jax.jvp(m, (x,), (x,))
+
+
 def test_a_primitive_it_does_not_know_is_bound_as_traced():
     """Only speed is at stake: no UnsupportedPrimitiveError, the body runs as it was."""
     f = _conv_fn(("NCHW", "OIHW", "NCHW"), {})
@@ -163,8 +198,10 @@ def _loops_over_the_model():
     hr = lambda chunk: jd.hessian_row_sqnorms(_small_cnn_score, method="hutchinson",
                                               num_probes=6, chunk=chunk)
     hf = lambda chunk: jd.hessian_row_sqnorms(_small_cnn_score, method="forward", chunk=chunk)
+    sr = lambda chunk: ja.smoothgrad(ja.rectgrad(_small_cnn_score, q=80), n=6, chunk=chunk)
     return {
         "smoothgrad": (sg(2), sg(None)),
+        "smoothgrad of rectgrad (a custom_jvp body)": (sr(2), sr(None)),
         "integrated_gradients": (lambda x, k: ig(2)(x), lambda x, k: ig(None)(x)),
         "hutchinson (lax.map)": (lambda x, k: hr(2)(x, k).value,
                                  lambda x, k: hr(None)(x, k).value),
@@ -173,7 +210,8 @@ def _loops_over_the_model():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's compiled layouts")
-@pytest.mark.parametrize("loop", ["smoothgrad", "integrated_gradients", "hutchinson (lax.map)",
+@pytest.mark.parametrize("loop", ["smoothgrad", "smoothgrad of rectgrad (a custom_jvp body)",
+                                  "integrated_gradients", "hutchinson (lax.map)",
                                   "hessian rows (lax.scan)"])
 def test_loops_over_the_model_have_only_canonical_convolutions_on_cpu(key, loop):
     """The regression this guards: a chunked SmoothGrad of an NHWC CNN ran ~3x slower than the
