@@ -339,7 +339,7 @@ def run_demo(
     # ---- figure
     t = time.perf_counter()
     fig = method_grid(np.asarray(x), maps, signed=True,
-                      row_labels=[f"{classes[int(a)]} (pred {classes[int(b)]})"
+                      row_labels=[f"{classes[int(a)]}\n(pred {classes[int(b)]})"
                                   for a, b in zip(np.asarray(y), preds, strict=True)])
     ncols = 1 + len(maps)
     if obj is not None:
