@@ -7,7 +7,6 @@ is +0.0, subnormals are ordered exactly.
 """
 
 import functools
-import threading
 
 import jax
 import jax.numpy as jnp
@@ -234,38 +233,6 @@ def test_under_vmap_and_nested_vmap(method):
     nested = jax.jit(jax.vmap(jax.vmap(lambda t: kth_largest(t, k, method=method))))
     got2 = np.asarray(nested(jnp.asarray(x.reshape(2, 3, n))))
     assert_same_bits(got2.reshape(-1), got)
-
-
-@pytest.mark.parametrize("cores", [1, 2, 4, 16])
-def test_host_rows_split_over_threads_are_exact(monkeypatch, cores):
-    """The host sort splits a batch of rows over up to 8 threads: uneven splits (6 rows over
-    4 threads), one row per thread, and no split give the same bits as numpy."""
-    monkeypatch.setattr(_select, "_HOST_SPLIT_MIN", 1)
-    monkeypatch.setattr(_select.os, "cpu_count", lambda: cores)
-    rng = np.random.default_rng(7)
-    n, k = 3000, nearest_rank(3000, 98.0)
-    x = np.stack([np.where(rng.random(n) < 0.3, rng.normal(size=n), 0.0) * (i + 1)
-                  for i in range(6)]).astype(np.float32)
-    got = np.asarray(jax.jit(jax.vmap(lambda t: kth_largest(t, k, method="host")))(x))
-    for row, g in zip(x, got, strict=True):
-        assert_same_bits(g, reference(row, k), f"cores={cores}")
-
-
-def test_host_thread_errors_are_raised_not_returned(monkeypatch):
-    """A failure in a sorting thread must not leave its rows unset (np.empty) in the result."""
-    monkeypatch.setattr(_select, "_HOST_SPLIT_MIN", 1)
-    monkeypatch.setattr(_select.os, "cpu_count", lambda: 2)
-    caller, real_sort = threading.get_ident(), np.sort
-
-    def failing_sort(a, axis=-1):
-        if threading.get_ident() != caller:
-            raise MemoryError("sort failed in a worker thread")
-        return real_sort(a, axis=axis)
-
-    monkeypatch.setattr(_select.np, "sort", failing_sort)
-    keys = np.arange(4 * 10, dtype=np.uint32).reshape(4, 10)
-    with pytest.raises(MemoryError, match="worker thread"):
-        _select._host_sort_kth(keys, k=2)
 
 
 POOL = [0.0, -0.0, 1.0, -1.0, 2.5, 1e-30, -1e30, np.inf, -np.inf, np.nan, 1.4e-45, 3.0]
