@@ -42,7 +42,7 @@ from ._checks import (
     fail,
     fail_type,
 )
-from ._jaxpr import Rules, rewrite
+from ._jaxpr import Rules, cpu_loop_body, rewrite
 from ._select import METHODS as _SELECT_METHODS
 from ._select import kth_largest, nearest_rank
 from .errors import AttributionWarning, ForwardModeError
@@ -145,7 +145,11 @@ def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, n
 
         check = functools.partial(_check_score, has_aux=has_aux, name=name, x=diff[0])
         rewritten = rewrite(score, rules, name=name, check_output=check)
-        out = jax.grad(rewritten, argnums=tuple(range(len(diff))), has_aux=has_aux)(*diff)
+        # Convolutions in XLA:CPU's fast layout, also when the map runs in a caller's loop body
+        # (lax.map/scan): XLA:CPU only canonicalises them at a program's top level.
+        grad = cpu_loop_body(jax.grad(rewritten, argnums=tuple(range(len(diff))),
+                                      has_aux=has_aux))
+        out = grad(*diff)
         grads, aux = out if has_aux else (out, None)
         grads = grads[0] if isinstance(argnums, int) else grads
         return (grads, aux) if has_aux else grads

@@ -199,7 +199,14 @@ def _loops_over_the_model():
                                               num_probes=6, chunk=chunk)
     hf = lambda chunk: jd.hessian_row_sqnorms(_small_cnn_score, method="forward", chunk=chunk)
     sr = lambda chunk: ja.smoothgrad(ja.rectgrad(_small_cnn_score, q=80), n=6, chunk=chunk)
+    def in_lax_map(transform):  # a user's own loop over examples around a map
+        m = transform(_small_cnn_score)
+        return (lambda x, k: lax.map(m, jnp.stack([x, -x, 2 * x]), batch_size=1),
+                lambda x, k: jax.vmap(m)(jnp.stack([x, -x, 2 * x])))
+
     return {
+        "lax.map of guided_backprop": in_lax_map(ja.guided_backprop),
+        "lax.map of rectgrad": in_lax_map(lambda f: ja.rectgrad(f, q=80)),
         "smoothgrad": (sg(2), sg(None)),
         "smoothgrad of rectgrad (a custom_jvp body)": (sr(2), sr(None)),
         "integrated_gradients": (lambda x, k: ig(2)(x), lambda x, k: ig(None)(x)),
@@ -210,7 +217,8 @@ def _loops_over_the_model():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's compiled layouts")
-@pytest.mark.parametrize("loop", ["smoothgrad", "smoothgrad of rectgrad (a custom_jvp body)",
+@pytest.mark.parametrize("loop", ["lax.map of guided_backprop", "lax.map of rectgrad", "smoothgrad",
+                                  "smoothgrad of rectgrad (a custom_jvp body)",
                                   "integrated_gradients", "hutchinson (lax.map)",
                                   "hessian rows (lax.scan)"])
 def test_loops_over_the_model_have_only_canonical_convolutions_on_cpu(key, loop):
