@@ -17,7 +17,6 @@ get the largest pass that fits: a bigger batch fills the device.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from ._checks import check_int, fail
-from .errors import AttributionWarning
+from .errors import warn
 
 __all__ = ["CPU_PASS_BYTES", "auto_chunk", "check_max_memory", "jaxpr_bytes", "vmap_batch"]
 
@@ -79,10 +78,8 @@ def _device_budget(fn: str) -> int:
             return int(0.25 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
             pass
-    warnings.warn(
-        f"{fn}: chunk='auto' found no memory statistics for the {device.platform} backend; "
-        "assuming a budget of 1 GiB. Pass max_memory= (bytes) or an explicit chunk.",
-        AttributionWarning, stacklevel=4)
+    warn(f"{fn}: chunk='auto' found no memory statistics for the {device.platform} backend; "
+         "assuming a budget of 1 GiB. Pass max_memory= (bytes) or an explicit chunk.")
     return 1 << 30
 
 

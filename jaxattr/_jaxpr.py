@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +54,7 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from .errors import AttributionWarning, UnsupportedPrimitiveError
+from .errors import UnsupportedPrimitiveError, warn
 
 __all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus",
            "rewrite"]
@@ -871,4 +870,4 @@ def _report(stats: _Stats, name: str) -> None:
         msg = f"{name}: {stats.relus} ReLU(s) rewritten, but " + "; and ".join(parts)
     else:
         return
-    warnings.warn(msg + ".", AttributionWarning, stacklevel=5)
+    warn(msg + ".")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +44,7 @@ from ._checks import (
 from ._jaxpr import Rules, cpu_loop_body, rewrite
 from ._select import METHODS as _SELECT_METHODS
 from ._select import kth_largest, nearest_rank
-from .errors import AttributionWarning, ForwardModeError
+from .errors import ForwardModeError, warn
 
 __all__ = ["saliency", "guided_backprop", "deconvnet", "rectgrad", "times_input"]
 
@@ -187,12 +186,9 @@ def _percentile_rule(q: float, select: str):
         v = (a * g).astype(jnp.promote_types(g.dtype, jnp.float32))
         k = nearest_rank(v.size, q)
         if k == 0 and q < 100:
-            warnings.warn(
-                f"rectgrad: a rectified layer of shape {tuple(a.shape)} has only {a.size} units, "
-                f"so q={q} lets no unit pass there (the map will be zero). Lower q or use tau=.",
-                AttributionWarning,
-                stacklevel=2,
-            )
+            warn(f"rectgrad: a rectified layer of shape {tuple(a.shape)} has only {a.size} "
+                 f"units, so q={q} lets no unit pass there (the map will be zero). Lower q or "
+                 "use tau=.")
         tau = kth_largest(v, k, method=select)
         return jnp.where(v > tau, g, 0)
 
@@ -445,10 +441,9 @@ def rectgrad(
         q = 98.0 if q is None else check_real(
             q, "q", fn="rectgrad", lo=0, hi=100, expected="a percentile in [0, 100] (default 98)")
         if 0 < q < 1:
-            warnings.warn(
-                f"rectgrad: q={q} is a percentile in [0, 100], not a fraction: it keeps the "
-                f"units above the {q}th percentile (about {100 - q:.1f}% of each layer). Did you "
-                f"mean q={100 * q:g}?", AttributionWarning, stacklevel=2)
+            warn(f"rectgrad: q={q} is a percentile in [0, 100], not a fraction: it keeps the "
+                 f"units above the {q}th percentile (about {100 - q:.1f}% of each layer). Did "
+                 f"you mean q={100 * q:g}?")
         select = check_choice(select, "select", _SELECT_METHODS, fn="rectgrad")
         rule = _percentile_rule(q, select)
     maxpool = check_choice(maxpool, "maxpool", ("winner", "prr"), fn="rectgrad")

@@ -27,3 +27,42 @@ class UnsupportedPrimitiveError(NotImplementedError):
 
 class AttributionWarning(UserWarning):
     """A result is probably not what the user meant (no ReLU, an empty layer, q in (0, 1))."""
+
+
+def _internal_dirs() -> tuple[str, ...]:
+    import os
+    import sysconfig
+
+    import jax
+
+    dirs = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(jax.__file__),
+            sysconfig.get_paths()["stdlib"]]
+    try:
+        import jaxlib
+
+        dirs.append(os.path.dirname(jaxlib.__file__))
+    except ImportError:  # pragma: no cover - jax always brings jaxlib
+        pass
+    return tuple(os.path.join(d, "") for d in dirs) + ("<frozen ",)
+
+
+def warn(message: str, category: type[Warning] = AttributionWarning) -> None:
+    """Warn at the user's call: the first frame outside jaxattr, JAX and the standard library.
+
+    Tracing puts a varying number of JAX frames between a user's call and the place jaxattr
+    finds something to warn about, so a fixed ``stacklevel`` would point into JAX.
+    """
+    import sys
+    import warnings
+
+    skip = _internal_dirs()
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(skip):
+        frame = frame.f_back
+    if frame is None:  # pragma: no cover - called from jaxattr's own top level
+        warnings.warn(message, category, stacklevel=2)
+        return
+    g = frame.f_globals
+    warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+                           module=g.get("__name__", "<unknown>"),
+                           registry=g.setdefault("__warningregistry__", {}), module_globals=g)

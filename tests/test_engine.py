@@ -502,6 +502,31 @@ def test_fraction_q_warns_and_bool_q_is_an_error():
         ja.rectgrad(_two_relu, q=True)
 
 
+def _warned_at(call):
+    """(filename, line) of the AttributionWarnings ``call`` raises."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return [(Path(w.filename).name, w.lineno) for w in caught
+            if issubclass(w.category, AttributionWarning)]
+
+
+def test_warnings_point_at_the_users_line_through_any_tracing():
+    """Not into JAX: however many jit/vmap/grad frames lie between the call and the warning."""
+    smooth = lambda x: jnp.sum(jnp.tanh(x) ** 2)  # no ReLU: every map warns
+    here = Path(__file__).name
+    line = sys._getframe().f_lineno
+    calls = [
+        lambda: ja.rectgrad(smooth)(X),  # line + 2
+        lambda: jax.jit(ja.guided_backprop(smooth))(X),  # line + 3
+        lambda: jax.vmap(ja.deconvnet(smooth))(jnp.stack([X, X])),  # line + 4
+        lambda: ja.smoothgrad(ja.rectgrad(smooth), n=2)(X, jax.random.key(0)),  # line + 5
+        lambda: ja.rectgrad(_two_relu, q=0.9),  # line + 6
+    ]
+    for offset, call in enumerate(calls, start=2):
+        assert _warned_at(call) == [(here, line + offset)], offset
+
+
 @pytest.mark.parametrize(
     "call, error, match",
     [
