@@ -124,5 +124,12 @@ def test_cpu_budget_is_a_quarter_of_available_memory():
 
     if jax.devices()[0].platform != "cpu":
         pytest.skip("CPU backend only")
-    avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert abs(_budget._device_budget("smoothgrad") - avail / 4) < 0.05 * avail
+    def avail():
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+    # other processes (the other test worker) allocate meanwhile: bracket the reading
+    before = avail()
+    budget = _budget._device_budget("smoothgrad")
+    after = avail()
+    lo, hi = min(before, after), max(before, after)
+    assert 0.95 * lo / 4 <= budget <= 1.05 * hi / 4, (before, budget, after)
