@@ -53,6 +53,9 @@ CASES = {
     "lhs-dilated (a strided conv's input gradient)": (
         ("NCHW", "OIHW", "NCHW"), (2, 3, 5, 6), (4, 3, 3, 3),
         {"lhs_dilation": (2, 2), "padding": ((2, 2), (1, 2))}),
+    "spatial dims in another order (NWHC), strided": (
+        ("NWHC", "HWIO", "NHWC"), (2, 10, 7, 3), (3, 2, 3, 4),
+        {"window_strides": (2, 1), "padding": ((1, 0), (0, 2))}),
     "grouped": (("NCHW", "OIHW", "NCHW"), (2, 4, 7, 7), (6, 2, 3, 3),
                 {"feature_group_count": 2}),
     "1-D NCW": (("NCW", "OIW", "NCW"), (2, 3, 12), (5, 3, 4), {}),
