@@ -39,6 +39,13 @@ rewritten body and all its other parameters (shardings, donation, ``inline``, na
 becomes ``jax.shard_map`` with the same mesh and specs. Any other higher-order primitive holding
 something to rewrite raises :class:`~jaxattr.errors.UnsupportedPrimitiveError` naming the primitive
 and source line: a ReLU never keeps its plain rule silently.
+
+The same interpreter has one mode that changes no value and no derivative:
+:func:`canonical_convs` (``Rules(canonical_conv=True)``) computes every convolution in XLA:CPU's
+canonical layout, which XLA:CPU itself only does at a program's top level. It is applied to loop
+bodies on CPU (:func:`cpu_loop_body`); it also rewrites ``custom_jvp``/``custom_vjp`` bodies,
+keeping their rules, and binds primitives it does not know as traced (speed is all that is at
+stake there).
 """
 
 from __future__ import annotations
