@@ -8,6 +8,8 @@ and, where there is one, the fix::
     rectgrad: q=150 is outside [0, 100]; expected a percentile in [0, 100] (default 98).
 """
 
+import functools
+
 
 class ArgumentError(ValueError):
     """An argument to a jaxattr function, or to the function it returns, is invalid."""
@@ -29,6 +31,7 @@ class AttributionWarning(UserWarning):
     """A result is probably not what the user meant (no ReLU, an empty layer, q in (0, 1))."""
 
 
+@functools.cache
 def _internal_dirs() -> tuple[str, ...]:
     import os
     import sysconfig
