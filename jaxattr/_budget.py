@@ -22,9 +22,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.extend import core as jcore
 
 from ._checks import check_int, fail
+from ._compat import jaxprs_in_params
 from .errors import warn
 
 __all__ = ["CPU_PASS_BYTES", "auto_chunk", "check_max_memory", "jaxpr_bytes", "vmap_batch"]
@@ -47,7 +47,7 @@ def jaxpr_bytes(jaxpr) -> int:
             aval = v.aval
             if hasattr(aval, "shape") and hasattr(aval, "dtype"):
                 total += int(np.prod(aval.shape, dtype=np.int64)) * np.dtype(aval.dtype).itemsize
-        for sub in jcore.jaxprs_in_params(eqn.params):
+        for sub in jaxprs_in_params(eqn.params):
             total += jaxpr_bytes(sub)
     return total
 

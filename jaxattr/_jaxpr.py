@@ -61,6 +61,11 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
+from ._compat import bind as _bind
+from ._compat import closed as _closed
+from ._compat import jaxprs_in_params
+from ._compat import rebind as _rebind
+from ._compat import source_line as _source_line
 from .errors import UnsupportedPrimitiveError, warn
 
 __all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus",
@@ -127,43 +132,7 @@ def _is_zero(v: _Val) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# JAX-version compatibility: every internal name the interpreter relies on lives here.
-
-
-def _closed(jaxpr) -> jcore.ClosedJaxpr:
-    if isinstance(jaxpr, jcore.ClosedJaxpr):
-        return jaxpr
-    return jcore.ClosedJaxpr(jaxpr, ())
-
-
-def _source_line(eqn) -> str:
-    try:
-        from jax._src import source_info_util
-
-        return source_info_util.summarize(eqn.source_info)
-    except Exception:  # pragma: no cover - internal API moved
-        return "<unknown source>"
-
-
-def _bind(eqn, invals: list) -> list:
-    """Bind ``eqn``'s primitive with its own parameters (as jax's eval_jaxpr does)."""
-    bind_params = eqn.primitive.get_bind_params(eqn.params)
-    if isinstance(bind_params, tuple):  # jax < 0.7: (subfuns, params)
-        subfuns, params = bind_params
-    else:  # jax >= 0.7: one dict (holding "subfuns" where the primitive has them)
-        subfuns, params = (), bind_params
-    ctx = getattr(eqn, "ctx", None)
-    if ctx is not None:
-        with ctx.manager:
-            out = eqn.primitive.bind(*subfuns, *invals, **params)
-    else:  # pragma: no cover - old jax
-        out = eqn.primitive.bind(*subfuns, *invals, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
-
-
-def _rebind(eqn, invals: list, **new_params) -> list:
-    """Bind ``eqn``'s primitive with some parameters replaced (a jit with a rewritten body)."""
-    return _bind(eqn.replace(params={**eqn.params, **new_params}), invals)
+# Identity of jax.nn's functions and of custom rules' bodies (JAX-version differences: _compat).
 
 
 def _func_src(closed) -> str | None:
@@ -393,7 +362,7 @@ def _clamped_maxes(jaxpr, known_const: set) -> set:
 
 
 def _unchanged(interp: _Interpreter, eqn, invals: list[_Val]) -> list[_Val]:
-    subjaxprs = list(jcore.jaxprs_in_params(eqn.params))
+    subjaxprs = list(jaxprs_in_params(eqn.params))
     const = bool(invals) and all(v.const for v in invals) and not subjaxprs
     values = [v.value for v in invals]
     if interp.casting(eqn, invals):
@@ -413,7 +382,7 @@ def _unchanged(interp: _Interpreter, eqn, invals: list[_Val]) -> list[_Val]:
 
 
 def _default(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
-    subs = list(jcore.jaxprs_in_params(eqn.params))
+    subs = list(jaxprs_in_params(eqn.params))
     if subs and interp.rules.changes_gradients and _sites_in(interp, subs):
         raise UnsupportedPrimitiveError(
             f"jaxattr cannot rewrite the backward rules inside the higher-order primitive "
@@ -444,14 +413,14 @@ def _sites_in(interp: _Interpreter, subs) -> bool:
 def _contains_max_or_relu(jaxpr) -> bool:
     jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
     return any(eqn.primitive.name in ("max", "reduce_window_max") or _is_nn_relu(eqn)
-               or any(_contains_max_or_relu(s) for s in jcore.jaxprs_in_params(eqn.params))
+               or any(_contains_max_or_relu(s) for s in jaxprs_in_params(eqn.params))
                for eqn in jaxpr.eqns)
 
 
 def _contains_nn_relu(jaxpr) -> bool:
     jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
     return any(_is_nn_relu(eqn) or any(_contains_nn_relu(s)
-                                        for s in jcore.jaxprs_in_params(eqn.params))
+                                        for s in jaxprs_in_params(eqn.params))
                for eqn in jaxpr.eqns)
 
 
