@@ -1,18 +1,41 @@
 """JAX-version compatibility: every JAX internal the library relies on, in one place.
 
 The interpreter (``jaxattr._jaxpr``) and the memory estimate (``jaxattr._budget``) read jaxprs;
-what differs between the JAX versions in the declared range (``pyproject.toml``) is handled here
-and nowhere else.
+what differs between the JAX versions in the declared range (``pyproject.toml``: jax >= 0.6,
+tested at its floor and at the newest release by ``.ci/run``) is handled here and nowhere else.
+Each function behaves the same on every version in the range; ``tests/test_compat.py`` tests
+each one (and each version branch that can be reached on the JAX it runs on).
+
+The differences, by JAX version:
+
+* ``jax.extend.core.DropVar`` and ``jax.extend.core.jaxprs_in_params``: from 0.10 on (before
+  that, ``jax.core.DropVar`` and no public walk). :data:`DropVar` is the class on every version;
+  :func:`jaxprs_in_params` is this module's own walk on every version (JAX's opens every
+  ClosedJaxpr, dropping its constants, which the interpreter needs).
+* ``source_info_util.user_frame`` (internal): takes an equation's SourceInfo in 0.6, its
+  traceback from 0.7 on (:func:`source_file`).
+* ``Primitive.get_bind_params``: returns ``(subfuns, params)`` up to 0.9, one dict (holding
+  ``"subfuns"`` where the primitive has them) from 0.10 on (:func:`bind`).
+* ``shard_map``'s equation parameters: ``manual_axes`` up to 0.9, ``newly_manual_axes`` from
+  0.10 on (:func:`shard_map`).
+* The higher-order primitive of ``jax.jit`` is named ``pjit`` in 0.6 and ``jit`` from 0.7 on: the
+  interpreter registers its handler under both names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import jax
 from jax.extend import core as jcore
 
-__all__ = ["bind", "closed", "jaxprs_in_params", "rebind", "source_line"]
+__all__ = ["DropVar", "bind", "closed", "jaxprs_in_params", "rebind", "shard_map",
+           "source_file", "source_line"]
+
+#: The class of the ``_`` outputs of an equation (outputs nothing reads).
+DropVar: type = getattr(jcore, "DropVar", None) or jax.core.DropVar  # jax < 0.10: jax.core
 
 
 def closed(jaxpr) -> jcore.ClosedJaxpr:
@@ -22,15 +45,14 @@ def closed(jaxpr) -> jcore.ClosedJaxpr:
     return jcore.ClosedJaxpr(jaxpr, ())
 
 
-def jaxprs_in_params(params: dict[str, Any]) -> Iterator[Any]:
-    """The jaxprs (open or closed) among an equation's parameters, also inside tuples/lists.
+def jaxprs_in_params(params: dict[str, Any]) -> Iterator[jcore.Jaxpr | jcore.ClosedJaxpr]:
+    """The jaxprs among an equation's parameters, also inside tuples and lists (``cond``'s
+    branches), in parameter order, each as stored: a ClosedJaxpr stays closed, with its constants.
 
-    ``jax.extend.core.jaxprs_in_params`` where it exists (jax >= 0.10); the same walk otherwise.
+    The same bodies, in the same order, as ``jax.extend.core.jaxprs_in_params`` (jax >= 0.10),
+    which yields each ClosedJaxpr's open ``.jaxpr`` instead: re-evaluating such a body needs its
+    constants. One walk on every JAX version.
     """
-    native = getattr(jcore, "jaxprs_in_params", None)
-    if native is not None:
-        yield from native(params)
-        return
     for value in params.values():
         values = value if isinstance(value, (tuple, list)) else (value,)
         for v in values:
@@ -48,18 +70,42 @@ def source_line(eqn) -> str:
         return "<unknown source>"
 
 
+def source_file(eqn) -> str | None:
+    """The file of the first frame outside JAX's internals that made ``eqn`` (its user frame:
+    a Flax layer's own file for the operations written inside that layer)."""
+    try:
+        from jax._src import source_info_util
+
+        frame = source_info_util.user_frame(_frames_arg(source_info_util, eqn.source_info))
+    except Exception:  # pragma: no cover - internal API moved
+        return None
+    return getattr(frame, "file_name", None)
+
+
+def _frames_arg(source_info_util, source_info):
+    """What ``source_info_util.user_frame`` takes: the equation's SourceInfo up to jax 0.6, its
+    ``traceback`` from jax 0.7 on."""
+    params = inspect.signature(source_info_util.user_frame).parameters
+    return source_info if "source_info" in params else source_info.traceback
+
+
+def bind_params(eqn) -> tuple[tuple, dict[str, Any]]:
+    """``(subfuns, params)`` to bind ``eqn``'s primitive with, on every JAX version."""
+    got = eqn.primitive.get_bind_params(eqn.params)
+    if isinstance(got, tuple):  # jax < 0.10: (subfuns, params)
+        subfuns, params = got
+        return tuple(subfuns), params
+    return (), got  # jax >= 0.10: one dict (holding "subfuns" where the primitive has them)
+
+
 def bind(eqn, invals: list) -> list:
     """Bind ``eqn``'s primitive with its own parameters (as jax's eval_jaxpr does)."""
-    bind_params = eqn.primitive.get_bind_params(eqn.params)
-    if isinstance(bind_params, tuple):  # jax < 0.7: (subfuns, params)
-        subfuns, params = bind_params
-    else:  # jax >= 0.7: one dict (holding "subfuns" where the primitive has them)
-        subfuns, params = (), bind_params
+    subfuns, params = bind_params(eqn)
     ctx = getattr(eqn, "ctx", None)
     if ctx is not None:
         with ctx.manager:
             out = eqn.primitive.bind(*subfuns, *invals, **params)
-    else:  # pragma: no cover - old jax
+    else:  # pragma: no cover - an equation without a context (none in jax >= 0.6)
         out = eqn.primitive.bind(*subfuns, *invals, **params)
     return list(out) if eqn.primitive.multiple_results else [out]
 
@@ -67,3 +113,26 @@ def bind(eqn, invals: list) -> list:
 def rebind(eqn, invals: list, **new_params) -> list:
     """Bind ``eqn``'s primitive with some parameters replaced (a jit with a rewritten body)."""
     return bind(eqn.replace(params={**eqn.params, **new_params}), invals)
+
+
+def shard_map_axis_names(params: dict[str, Any]) -> frozenset:
+    """The mesh axes a ``shard_map`` equation makes manual (all of the mesh's by default)."""
+    for key in ("newly_manual_axes", "manual_axes"):  # jax >= 0.10, jax < 0.10
+        if params.get(key):
+            return frozenset(params[key])
+    return frozenset(params["mesh"].axis_names)
+
+
+def shard_map(eqn, body: Callable[..., list], args: list) -> list:
+    """``jax.shard_map`` of ``body`` over ``args`` with the mesh, specs, manual axes and
+    variance checking of the ``shard_map`` equation ``eqn``."""
+    p = eqn.params
+    mapped = jax.shard_map(
+        lambda *a: tuple(body(*a)),
+        mesh=p["mesh"],
+        in_specs=tuple(p["in_specs"]),
+        out_specs=tuple(p["out_specs"]),
+        check_vma=p.get("check_vma", True),
+        axis_names=set(shard_map_axis_names(p)),
+    )
+    return list(mapped(*args))

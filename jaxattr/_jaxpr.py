@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +67,7 @@ from ._compat import bind as _bind
 from ._compat import closed as _closed
 from ._compat import jaxprs_in_params
 from ._compat import rebind as _rebind
+from ._compat import source_file as _source_file
 from ._compat import source_line as _source_line
 from .errors import UnsupportedPrimitiveError, warn
 
@@ -86,6 +89,7 @@ class Rules:
     relu_reads_output: bool = True
     maxpool: Callable[..., Callable[[jax.Array], jax.Array]] | None = None
     same_conv_output: Callable[[jax.Array, tuple[int, ...]], jax.Array] | None = None
+    raw_max: bool = False  # also rewrite a raw max(x, 0) written in the user's own code
     dtype: Any = None  # compute dtype: every floating value is cast to it (e.g. bfloat16)
     canonical_conv: bool = False  # convolutions in XLA:CPU's fast layout (see canonical_convs)
 
@@ -105,6 +109,7 @@ class _Stats:
     sites: int = 0  # everything rewritten: ReLUs, max-pools, SAME convs
     in_custom: list[str] = dataclasses.field(default_factory=list)
     relu_like: list[str] = dataclasses.field(default_factory=list)
+    raw_max: list[str] = dataclasses.field(default_factory=list)  # kept: user code
     out_facts: list[tuple[bool, bool]] = dataclasses.field(default_factory=list)  # not merged
 
     def merge(self, other: _Stats) -> None:
@@ -112,6 +117,7 @@ class _Stats:
         self.sites += other.sites
         self.in_custom += [w for w in other.in_custom if w not in self.in_custom]
         self.relu_like += [w for w in other.relu_like if w not in self.relu_like]
+        self.raw_max += [w for w in other.raw_max if w not in self.raw_max]
 
 
 @dataclasses.dataclass(eq=False)
@@ -432,19 +438,50 @@ def _apply_relu(interp: _Interpreter, x, dtype, shape) -> list[_Val]:
 
 
 def _max(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
+    """A raw ``max(x, 0)``: rewritten only with ``Rules.raw_max`` and in the user's own code;
+    otherwise a user-code site is remembered, so that a function with no named ReLU warns."""
     (a, b), out = invals, eqn.outvars[0]
-    is_relu = (
+    raw_relu = (
         interp._relu is not None
         and not interp.inside_custom
         and jnp.issubdtype(out.aval.dtype, jnp.floating)
         and out not in clamped
         and not (a.const and b.const)
         and _is_zero(a) != _is_zero(b)
+        and not _in_library(eqn)
     )
-    if not is_relu:
+    if not raw_relu:
+        return _default(interp, eqn, invals, clamped)
+    if not interp.rules.raw_max:
+        where = interp.site or "<unknown source>"
+        if where not in interp.stats.raw_max:
+            interp.stats.raw_max.append(where)
         return _default(interp, eqn, invals, clamped)
     x = b.value if _is_zero(a) else a.value
     return _apply_relu(interp, x, out.aval.dtype, out.aval.shape)
+
+
+# Libraries whose layers call jax.nn.relu for their ReLUs: a max(x, 0) written in their source is
+# part of another operation (the variance clamp of a normalisation layer), never an activation.
+_LIBRARIES = ("jax", "flax", "equinox", "haiku", "optax", "penzai", "jaxattr")
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    dirs = []
+    for name in _LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # pragma: no cover - broken installation
+            spec = None
+        for d in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(os.path.join(os.path.realpath(d), ""))
+    return tuple(dirs)
+
+
+def _in_library(eqn) -> bool:
+    path = _source_file(eqn)
+    return bool(path) and os.path.realpath(path).startswith(_library_dirs())
 
 
 def _positive_mask(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
@@ -788,7 +825,7 @@ def rewrite(
         flat_args = jax.tree_util.tree_leaves(args)
         outs = interp.eval_closed(closed, [_Val(a) for a in flat_args])
         if rules.relu is not None:
-            _report(interp.stats, name)
+            _report(interp.stats, name, raw_max=rules.raw_max)
         leaves, treedef = jax.tree_util.tree_flatten(out_shape)
         return jax.tree_util.tree_unflatten(  # outputs in the dtypes f returns
             treedef, [jnp.asarray(o.value).astype(s.dtype) for o, s in zip(outs, leaves,
@@ -804,24 +841,30 @@ class ReluReport:
     relus: int
     in_custom: tuple[str, ...]  # custom_jvp/custom_vjp functions holding a jax.nn.relu
     relu_like: tuple[str, ...]  # where(x > 0, x, 0) / x * (x > 0), by source line
+    raw_max: tuple[str, ...] = ()  # max(x, 0) in the user's code, kept (no raw_max=True)
 
 
-def find_relus(fun: Callable, *args: Any) -> ReluReport:
+def find_relus(fun: Callable, *args: Any, raw_max: bool = False) -> ReluReport:
     """Run the ReLU detector on ``fun(*args)`` (arrays or ShapeDtypeStructs); nothing is computed.
 
     >>> import jax, jax.numpy as jnp
     >>> find_relus(lambda x: jnp.sum(jax.nn.relu(x) + jax.nn.softplus(x)), jnp.ones(3)).relus
     1
+    >>> find_relus(lambda x: jnp.sum(jnp.maximum(x, 0.0)), jnp.ones(3)).relus
+    0
+    >>> find_relus(lambda x: jnp.sum(jnp.maximum(x, 0.0)), jnp.ones(3), raw_max=True).relus
+    1
     """
     closed = jax.make_jaxpr(fun)(*args)
-    interp = _Interpreter(_COUNT_ONLY)
+    interp = _Interpreter(dataclasses.replace(_COUNT_ONLY, raw_max=raw_max))
     stats = _Stats()
     jax.make_jaxpr(interp.sub_function(closed, [None] * len(closed.jaxpr.invars), stats))(
         *_avals(closed.jaxpr.invars))
-    return ReluReport(stats.relus, tuple(stats.in_custom), tuple(stats.relu_like))
+    return ReluReport(stats.relus, tuple(stats.in_custom), tuple(stats.relu_like),
+                      tuple(stats.raw_max))
 
 
-def _report(stats: _Stats, name: str) -> None:
+def _report(stats: _Stats, name: str, *, raw_max: bool = False) -> None:
     """At most one warning per trace, saying everything the user needs at once."""
     parts = []
     if stats.in_custom:
@@ -837,10 +880,17 @@ def _report(stats: _Stats, name: str) -> None:
             + "; ".join(stats.relu_like)
             + " are not rewritten (write jax.nn.relu(x) to have them rectified)"
         )
+    if stats.relus == 0 and stats.raw_max:
+        parts.append(
+            "the max(x, 0) at " + "; ".join(stats.raw_max) + " are kept as written: jaxattr "
+            "rewrites the named jax.nn.relu only, since a raw max(x, 0) is as often a clamp "
+            "(e.g. of a variance) as an activation. If they are ReLUs, write jax.nn.relu(x) "
+            f"or pass {name}(f, raw_max=True)"
+        )
     if stats.relus == 0:
-        msg = (f"{name}: f contains no ReLU that jaxattr rewrites (jax.nn.relu, or max(x, 0) "
-               "outside functions with their own derivative rule), so the map equals the plain "
-               "gradient")
+        also = ", or max(x, 0) in your own code" if raw_max else ""
+        msg = (f"{name}: f contains no ReLU that jaxattr rewrites (jax.nn.relu{also}, outside "
+               "functions with their own derivative rule), so the map equals the plain gradient")
         msg += "; " + "; and ".join(parts) if parts else ""
     elif parts:
         msg = f"{name}: {stats.relus} ReLU(s) rewritten, but " + "; and ".join(parts)

@@ -126,9 +126,10 @@ def _backward_only(fun: Callable, name: str) -> Callable:
 
 
 def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, name: str,
-                   dtype: Any = None):
+                   dtype: Any = None, raw_max: bool = False):
     f = _check_score_fn(f, name)
-    rules = dataclasses.replace(rules, dtype=check_dtype(dtype, "dtype", fn=name))
+    rules = dataclasses.replace(rules, dtype=check_dtype(dtype, "dtype", fn=name),
+                                raw_max=check_bool(raw_max, "raw_max", fn=name))
     argnums_t = _argnums_tuple(argnums, name)
     has_aux = check_bool(has_aux, "has_aux", fn=name)
 
@@ -187,7 +188,8 @@ def _percentile_rule(q: float, select: str):
         k = nearest_rank(v.size, q)
         if k == 0 and q < 100:
             warn(f"rectgrad: a rectified layer of shape {tuple(a.shape)} has only {a.size} "
-                 f"units, so q={q} lets no unit pass there (the map will be zero). Lower q or "
+                 f"units, so q={q} lets no unit pass there: no gradient flows back through "
+                 "that layer (only around it, e.g. through a residual connection). Lower q or "
                  "use tau=.")
         tau = kth_largest(v, k, method=select)
         return jnp.where(v > tau, g, 0)
@@ -312,12 +314,17 @@ def saliency(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
 
 @mark_transform
 def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
-                    dtype: Any = None) -> Callable:
+                    dtype: Any = None, raw_max: bool = False) -> Callable:
     """Guided Backpropagation: at every ReLU, ``R_in = where(x_in > 0, relu(R_out), 0)``.
 
     Args and Returns as :func:`saliency`; the map is backward-only (see module docs) and the
     returned function is compiled once per static signature. Warns with
     :class:`AttributionWarning` if ``f`` has no ReLU (what counts as one: ``jaxattr._jaxpr``).
+
+    A ReLU is the named ``jax.nn.relu`` (what Flax, Equinox and Haiku call). ``raw_max=True``
+    also rewrites every ``max(x, 0)`` written in your own code (not inside Flax, Equinox, Haiku
+    or JAX, whose ``max(x, 0)`` are clamps such as a normalisation layer's variance): use it only
+    when each of them is an activation.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -330,16 +337,17 @@ def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
       Springenberg, Dosovitskiy, Brox, Riedmiller 2014, arXiv:1412.6806.
     """
     return _modified_grad(f, Rules(relu=_guided_rule), argnums, has_aux, "guided_backprop",
-                          dtype)
+                          dtype, raw_max)
 
 
 @mark_transform
 def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
-              dtype: Any = None) -> Callable:
+              dtype: Any = None, raw_max: bool = False) -> Callable:
     """DeconvNet: at every ReLU, ``R_in = relu(R_out)`` (ignores the forward activation).
 
     Args and Returns as :func:`saliency`; the map is backward-only (see module docs). The rule
-    reads nothing of the forward pass, so nothing is saved for it.
+    reads nothing of the forward pass, so nothing is saved for it. ``raw_max`` as in
+    :func:`guided_backprop`.
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxattr as ja
@@ -351,7 +359,7 @@ def deconvnet(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
       Zeiler, Fergus 2014, arXiv:1311.2901.
     """
     rules = Rules(relu=_deconv_rule, relu_reads_output=False)
-    return _modified_grad(f, rules, argnums, has_aux, "deconvnet", dtype)
+    return _modified_grad(f, rules, argnums, has_aux, "deconvnet", dtype, raw_max)
 
 
 @mark_transform
@@ -366,6 +374,7 @@ def rectgrad(
     has_aux: bool = False,
     select: str = "auto",
     dtype: Any = None,
+    raw_max: bool = False,
 ) -> Callable:
     """Rectified Gradient: at every ReLU, ``R_in = where(a * R_out > tau, R_out, 0)``.
 
@@ -405,6 +414,9 @@ def rectgrad(
       argnums, has_aux: as in ``jax.grad``.
       dtype: compute dtype (e.g. ``jnp.bfloat16``), as in :func:`saliency`; the threshold is
         selected in float32.
+      raw_max: also rectify every ``max(x, 0)`` written in your own code (default: only the
+        named ``jax.nn.relu``; a ``max(x, 0)`` in Flax, Equinox, Haiku or JAX is never
+        rewritten). Use it only when each such ``max`` is an activation, not a clamp.
       select: percentile algorithm, one of ``jaxattr._select.METHODS`` (all exact; ``"auto"``
         picks the fastest measured on the backend; the others are for benchmarking).
 
@@ -453,7 +465,7 @@ def rectgrad(
         maxpool=_prr_maxpool if maxpool == "prr" else None,
         same_conv_output=_zero_border_gradient if padding_trick else None,
     )
-    return _modified_grad(f, rules, argnums, has_aux, "rectgrad", dtype)
+    return _modified_grad(f, rules, argnums, has_aux, "rectgrad", dtype, raw_max)
 
 
 @mark_transform

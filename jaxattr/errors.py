@@ -65,7 +65,10 @@ def warn(message: str, category: type[Warning] = AttributionWarning) -> None:
     if frame is None:  # pragma: no cover - called from jaxattr's own top level
         warnings.warn(message, category, stacklevel=2)
         return
-    g = frame.f_globals
-    warnings.warn_explicit(message, category, frame.f_code.co_filename, frame.f_lineno,
+    g, filename = frame.f_globals, frame.f_code.co_filename
+    # module_globals lets linecache ask the module's loader for the source; code read from
+    # standard input (``python -``) has a builtin loader that cannot answer, and raises.
+    warnings.warn_explicit(message, category, filename, frame.f_lineno,
                            module=g.get("__name__", "<unknown>"),
-                           registry=g.setdefault("__warningregistry__", {}), module_globals=g)
+                           registry=g.setdefault("__warningregistry__", {}),
+                           module_globals=None if filename.startswith("<") else g)

@@ -73,6 +73,7 @@ def mlp_flax_relu(x):
 
 SPELLINGS = [mlp_relu, mlp_maximum, mlp_zeros_like, mlp_const_zeros, mlp_checkpoint, mlp_cond,
              mlp_jit, mlp_flax_relu]
+RAW_MAX = (mlp_maximum, mlp_zeros_like, mlp_const_zeros)  # ReLUs only with raw_max=True
 
 
 def methods():
@@ -89,7 +90,28 @@ def methods():
 @pytest.mark.parametrize("spelling", SPELLINGS[1:], ids=lambda f: f.__name__)
 def test_every_relu_spelling_gives_the_same_map(method, spelling):
     m = methods()[method]  # same maths; XLA may reorder float64 sums (checkpoint, cond)
+    if spelling in RAW_MAX:  # a raw max(x, 0) is a ReLU by the user's explicit opt-in only
+        m = _with_raw_max(method)
     np.testing.assert_allclose(m(spelling)(X), m(mlp_relu)(X), rtol=1e-12, atol=1e-14)
+
+
+def _with_raw_max(method):
+    return {
+        "guided": lambda f: ja.guided_backprop(f, raw_max=True),
+        "deconv": lambda f: ja.deconvnet(f, raw_max=True),
+        "rect98": lambda f: ja.rectgrad(f, raw_max=True),
+        "rect50": lambda f: ja.rectgrad(f, q=50.0, raw_max=True),
+        "tau": lambda f: ja.rectgrad(f, tau=0.05, raw_max=True),
+    }[method]
+
+
+@pytest.mark.parametrize("method", list(methods()))
+@pytest.mark.parametrize("spelling", RAW_MAX, ids=lambda f: f.__name__)
+def test_raw_max_without_opt_in_is_the_plain_gradient_and_warns_with_its_lines(method, spelling):
+    with pytest.warns(AttributionWarning, match=r"(?s)no ReLU.*max\(x, 0\) at .*test_backprop"
+                      r"\.py:\d+.*raw_max=True"):
+        got = methods()[method](spelling)(X)
+    np.testing.assert_allclose(got, jax.grad(spelling)(X), rtol=1e-12, atol=1e-14)
 
 
 def test_rules_are_applied_not_the_plain_gradient():
@@ -276,7 +298,7 @@ def _linen_and_plain_cnn():
 def test_flax_linen_model_unchanged_matches_hand_written_net(kw):
     linen, plain, x = _linen_and_plain_cnn()
     a = jax.jit(jax.vmap(ja.rectgrad(linen, **kw)))(x)
-    b = jax.vmap(ja.rectgrad(plain, **kw))(x)
+    b = jax.vmap(ja.rectgrad(plain, raw_max=True, **kw))(x)
     np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert float(jnp.abs(a).sum()) > 0
 
@@ -296,8 +318,8 @@ def test_flax_nnx_and_equinox_models():
         h = jnp.maximum(x @ net.l1.kernel[...] + net.l1.bias[...], 0.0)
         return (h @ net.l2.kernel[...] + net.l2.bias[...])[0]
 
-    for m in methods().values():
-        np.testing.assert_allclose(m(net)(X), m(by_hand)(X), rtol=1e-12)
+    for name, m in methods().items():
+        np.testing.assert_allclose(m(net)(X), _with_raw_max(name)(by_hand)(X), rtol=1e-12)
 
     mlp = eqx.nn.MLP(7, "scalar", 50, 2, activation=jax.nn.relu, key=jax.random.key(0))
 
@@ -307,8 +329,8 @@ def test_flax_nnx_and_equinox_models():
             h = jnp.maximum(layer.weight @ h + layer.bias, 0.0)
         return jnp.reshape(mlp.layers[-1].weight @ h + mlp.layers[-1].bias, ())
 
-    np.testing.assert_allclose(ja.rectgrad(mlp, q=90.0)(X), ja.rectgrad(eqx_by_hand, q=90.0)(X),
-                               rtol=1e-10)
+    np.testing.assert_allclose(ja.rectgrad(mlp, q=90.0)(X),
+                               ja.rectgrad(eqx_by_hand, q=90.0, raw_max=True)(X), rtol=1e-10)
 
 
 def test_prr_conserves_relevance_over_non_overlapping_windows():
@@ -454,6 +476,22 @@ def test_tiny_layer_warns_and_gives_zero():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ja.rectgrad(f, q=100.0)(jnp.ones(20))  # asked for zeros: no warning
+
+
+def test_tiny_layer_warning_is_true_on_a_residual_block():
+    # w @ (x + W2 @ relu(W1 @ x)), 8 hidden units: at q=98 the ReLU passes nothing, but the skip
+    # connection still carries the gradient, so the map is exactly w (not zero).
+    w1, w2 = jnp.asarray(RNG.normal(size=(8, 7))), jnp.asarray(RNG.normal(size=(7, 8)))
+    w = jnp.asarray(RNG.normal(size=(7,)))
+
+    def f(x):
+        return w @ (x + w2 @ jax.nn.relu(w1 @ x))
+
+    with pytest.warns(AttributionWarning, match=r"only 8 units.*no gradient flows back through "
+                      r"that layer \(only around it") as record:
+        out = ja.rectgrad(f, q=98.0)(X)
+    assert not any("map will be zero" in str(r.message) for r in record)
+    np.testing.assert_allclose(out, w, rtol=1e-12)
 
 
 @pytest.mark.parametrize("transform", [jax.jacfwd, jax.hessian, jax.grad])

@@ -156,14 +156,38 @@ def _hand_guided(x):
     return w1.T @ _relu_rule("guided", a1, w2.T @ r)
 
 
-def test_raw_max_forms_are_relus_outside_custom_functions():
+def test_raw_max_forms_are_relus_by_opt_in_only():
     def f(x):
         h = jnp.maximum(W1 @ x, 0.0)  # literal zero
         h = jnp.maximum(jnp.zeros_like(W2 @ h), W2 @ h)  # broadcast zero, first operand
         return V @ h
 
-    np.testing.assert_allclose(ja.guided_backprop(f)(X), _hand_guided(X), rtol=1e-12)
-    assert find_relus(f, X).relus == 2
+    np.testing.assert_allclose(ja.guided_backprop(f, raw_max=True)(X), _hand_guided(X),
+                               rtol=1e-12)
+    assert find_relus(f, X, raw_max=True).relus == 2
+    report = find_relus(f, X)  # by default a max(x, 0) is kept, and its two lines are named
+    assert report.relus == 0 and len(report.raw_max) == 2
+    assert all("test_engine.py" in site for site in report.raw_max)
+    with pytest.warns(AttributionWarning, match="raw_max=True"):
+        np.testing.assert_allclose(ja.guided_backprop(f)(X), jax.grad(f)(X), rtol=1e-12)
+
+
+def test_a_library_clamp_is_never_a_relu_even_with_raw_max():
+    # flax.linen.LayerNorm's variance is max(0, E[x^2] - E[x]^2) (use_fast_variance=True)
+    ln = nn.LayerNorm(use_fast_variance=True)
+    params = ln.init(jax.random.key(0), X)
+
+    def f(x):
+        return V[:5] @ jax.nn.relu(ln.apply(params, x))
+
+    for raw_max in (False, True):
+        report = find_relus(f, X, raw_max=raw_max)
+        assert (report.relus, report.raw_max) == (1, ())
+        a1 = np.asarray(ln.apply(params, X)) > 0
+        plain_ln = jax.vjp(lambda x: ln.apply(params, x), X)[1]
+        expected = plain_ln(jnp.where(a1, jnp.maximum(V[:5], 0), 0))[0]
+        np.testing.assert_allclose(ja.guided_backprop(f, raw_max=raw_max)(X), expected,
+                                   rtol=1e-12)
 
 
 def test_find_relus_is_the_rewriters_detector():
@@ -376,7 +400,13 @@ def test_shard_map_body_is_rewritten():
     def f(x):
         return V @ jax.nn.relu(W2 @ inner(W1 @ x))
 
-    np.testing.assert_allclose(ja.guided_backprop(f)(X), _hand_guided(X), rtol=1e-12)
+    np.testing.assert_allclose(ja.guided_backprop(f, raw_max=True)(X), _hand_guided(X),
+                               rtol=1e-12)
+    named = jax.shard_map(jax.nn.relu, mesh=mesh, in_specs=PartitionSpec(),
+                          out_specs=PartitionSpec())
+    np.testing.assert_allclose(
+        ja.guided_backprop(lambda x: V @ jax.nn.relu(W2 @ named(W1 @ x)))(X), _hand_guided(X),
+        rtol=1e-12)
 
 
 def test_callbacks_without_relu_are_bound_unchanged():
