@@ -4,19 +4,31 @@
 reverse-mode derivative uses the given rules. It is also the library's one ReLU detector:
 :func:`find_relus` runs the same interpreter without rules to report what it would rewrite.
 
-**What is a ReLU** (the rule, stated once):
+**What is a ReLU** (the rule, stated once): what an operation *is*, never what its arithmetic
+looks like.
 
-1. ``jax.nn.relu`` -- which is also ``flax.linen.relu`` and ``flax.nnx.relu`` -- identified by
-   what it is: the ``custom_jvp`` whose primal function is the one defined in ``jax.nn``
-   (compared by its source location, read from ``jax.nn.relu`` itself), not by what its body
-   contains.
-2. A raw ``max(x, 0)`` or ``max(0, x)`` of floating dtype, against a literal, broadcast or
-   constant zero, whose result is not clamped by a ``min`` against a constant (``jnp.clip(x, 0,
-   c)`` is not a ReLU), **outside** the definition of any other function with its own derivative
-   rule: inside a ``custom_jvp`` or ``custom_vjp`` that is not ``jax.nn.relu`` (``softplus``'s
-   ``logaddexp``, ``relu6``, a user's function) nothing is rewritten; that function keeps its own
-   rule. If such a function contains a ``jax.nn.relu``, jaxattr warns. Likewise the other
-   activations of ``jax.nn`` are opaque (``celu`` computes ``max(x, 0) + ...``).
+1. ``jax.nn.relu`` -- which is also ``flax.linen.relu`` and ``flax.nnx.relu``, and what Equinox
+   and Haiku layers call -- identified by what it is: the ``custom_jvp`` whose primal function is
+   the one defined in ``jax.nn`` (compared by its source location, read from ``jax.nn.relu``
+   itself), not by what its body contains. This is the default and only rule.
+2. Only with the explicit opt-in ``raw_max=True`` (``Rules.raw_max``): also a raw ``max(x, 0)``
+   or ``max(0, x)`` of floating dtype, against a literal, broadcast or constant zero, whose
+   result is not clamped by a ``min`` against a constant (``jnp.clip(x, 0, c)`` is not a ReLU),
+   written in the user's own code: never in the source of JAX, Flax, Equinox, Haiku, optax or
+   penzai (their ReLUs call ``jax.nn.relu``; their ``max(x, 0)`` are clamps, such as the
+   variance ``max(0, E[x^2] - E[x]^2)`` of every Flax and Equinox LayerNorm/GroupNorm), and
+   never inside the definition of another function with its own derivative rule.
+
+Without the opt-in a raw ``max(x, 0)`` is left as written, whatever it computes: a clamp of a
+statistic is not an activation (the official RectGrad code overrides TensorFlow's ``Relu`` op
+and leaves ``Maximum`` alone; Captum and Zennit modify ``nn.ReLU`` modules only). When ``f`` has
+no named ReLU, the one warning names the source lines of the ``max(x, 0)`` written in the
+user's code, so a hand-written ReLU is not missed silently.
+
+Inside a ``custom_jvp`` or ``custom_vjp`` that is not ``jax.nn.relu`` (``softplus``'s
+``logaddexp``, ``relu6``, a user's function) nothing is rewritten; that function keeps its own
+rule. If such a function contains a ``jax.nn.relu``, jaxattr warns. Likewise the other
+activations of ``jax.nn`` are opaque (``celu`` computes ``max(x, 0) + ...``).
 
 Everything else is left alone: ``leaky_relu``, ``elu``, ``gelu``, ``softplus``, ``relu6``,
 max-pooling (unless ``rules.maxpool``), the max of two non-constant tensors. ReLUs spelled
