@@ -557,6 +557,18 @@ def test_warnings_point_at_the_users_line_through_any_tracing():
         assert _warned_at(call) == [(here, line + offset)], offset
 
 
+def test_a_warning_from_code_read_on_standard_input_is_shown():
+    # `python -` gives __main__ a builtin loader; linecache asked it for the source and raised
+    import subprocess
+
+    code = ("import jax.numpy as jnp, jaxattr as ja\n"
+            "ja.rectgrad(lambda x: jnp.sum(jnp.tanh(x)))(jnp.ones(3))\n")
+    run = subprocess.run([sys.executable, "-W", "always", "-"], input=code, text=True,
+                         capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "<stdin>:2: AttributionWarning: rectgrad: f contains no ReLU" in run.stderr
+
+
 @pytest.mark.parametrize(
     "call, error, match",
     [
