@@ -163,6 +163,7 @@ def run_dataset(name, model, train_data, ev, methods, deletion, args, seeds, ran
                 r = cascading_randomization(
                     lambda p, x, g=g, yr=yr, kr=kr: g(x, yr, p, kr), params, LAYERS, xs[:nr],
                     key=jax.random.key(20_000 + s))
+                # an example whose map is constant (dead ReLUs) has nan: undefined, left out
                 curve = [_nanmean(row) for row in r.correlation]
                 curves[mname].append(curve)
             times.setdefault(mname, []).append(time.perf_counter() - t0)
@@ -235,22 +236,38 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
              "RectGrad passes the cascading randomisation test (map without x input)", "pass"),
             ("guided backprop", "Guided Backprop fails it (Adebayo et al.)", "fail"),
         ]:
-            c = np.asarray(curves[method])  # (seeds, layers)
-            top2 = ci(list(c[:, 1]))
-            last = ci(list(c[:, -1]))
-            passes = top2["mean"] < 0.5  # our threshold: maps decorrelate once the top changes
-            ok = passes if expect == "pass" else not passes
+            c = np.asarray(curves[method], np.float64)  # (seeds, layers)
+            top2, last, verdict = randomisation_verdict(c)
+            reproduces = "undefined" if verdict == "undefined" else (
+                "yes" if (verdict == "pass") == (expect == "pass") else "no")
             claims.append({
                 "claim": text, "method": method, "dataset": ds,
                 "metric": "rank correlation |map| after "
                 "re-drawing logits+dense1 (and all layers)",
                 "after_logits_dense1": top2, "after_all_layers": last,
                 "criterion": "passes iff mean Spearman correlation after re-drawing the two "
-                             "dense layers < 0.5",
-                "reproduces": "yes" if ok else "no",
-                "summary": f"{fmt(top2)} after logits+dense1, {fmt(last)} after all layers",
+                             "dense layers < 0.5; seeds whose correlations are all undefined "
+                             "(nan: constant maps, e.g. every ReLU dead) are left out and "
+                             "counted, and with none left the verdict is undefined",
+                "verdict": verdict,
+                "reproduces": reproduces,
+                "summary": f"{fmt(top2)} after logits+dense1 ({top2['undefined']} seed(s) "
+                           f"undefined), {fmt(last)} after all layers",
             })
     return claims
+
+
+def randomisation_verdict(c: np.ndarray) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """``(after logits+dense1, after all layers, "pass" | "fail" | "undefined")`` of one method's
+    ``(seeds, layers)`` per-seed mean correlations. A ``nan`` (a seed whose maps were all constant
+    after re-drawing, so no correlation is defined) is undefined, not decorrelated: it is left out
+    of the mean and counted; with no defined seed the verdict is ``"undefined"``, never a pass."""
+    top2, last = ci(list(c[:, 1])), ci(list(c[:, -1]))
+    top2["undefined"] = int(np.isnan(c[:, 1]).sum())
+    last["undefined"] = int(np.isnan(c[:, -1]).sum())
+    if top2["mean"] is None:
+        return top2, last, "undefined"
+    return top2, last, "pass" if top2["mean"] < 0.5 else "fail"  # decorrelated once the top
 
 
 def judge_roar(rk: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ get the largest pass that fits: a bigger batch fills the device.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,9 @@ from ._checks import check_int, fail
 from ._compat import jaxprs_in_params
 from .errors import warn
 
-__all__ = ["CPU_PASS_BYTES", "auto_chunk", "check_max_memory", "jaxpr_bytes", "vmap_batch"]
+__all__ = [
+    "CPU_PASS_BYTES", "auto_chunk", "check_max_memory", "itemsize", "jaxpr_bytes", "vmap_batch",
+]
 
 CPU_PASS_BYTES = 32 << 20  # the fastest pass size on XLA:CPU, measured (module docstring)
 
@@ -46,10 +49,32 @@ def jaxpr_bytes(jaxpr) -> int:
         for v in eqn.outvars:
             aval = v.aval
             if hasattr(aval, "shape") and hasattr(aval, "dtype"):
-                total += int(np.prod(aval.shape, dtype=np.int64)) * np.dtype(aval.dtype).itemsize
+                total += int(np.prod(aval.shape, dtype=np.int64)) * itemsize(aval.dtype)
         for sub in jaxprs_in_params(eqn.params):
             total += jaxpr_bytes(sub)
     return total
+
+
+@functools.lru_cache(maxsize=64)
+def itemsize(dtype: Any) -> int:
+    """Bytes per element of ``dtype``, extended dtypes included.
+
+    A typed PRNG key (``key<fry>``, as ``jax.random.key`` and Flax's dropout derive) is stored as
+    its key data (``uint32[2]`` for threefry, ``uint32[4]`` for rbg): its size is read off
+    ``jax.random.key_data``'s output shape. Any other extended dtype counts its declared
+    ``itemsize``; one without (none is public today) counts 16 bytes, the largest key data of
+    JAX's PRNG implementations.
+
+    >>> itemsize(jax.random.key(0).dtype), itemsize(np.float32)
+    (8, 4)
+    """
+    if not jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
+        return np.dtype(dtype).itemsize
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct((), dtype))
+        return int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
+    size = getattr(dtype, "itemsize", None)
+    return int(size) if isinstance(size, (int, np.integer)) else 16
 
 
 def vmap_batch(x: Any) -> int:

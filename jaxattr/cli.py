@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -114,7 +115,11 @@ def _build_parser() -> argparse.ArgumentParser:
             "Explain every example of DATA with an attribution METHOD of the score function "
             "MODULE:FUNCTION, f(x, *args) -> scalar for one example, and write one .npy per output "
             "into --out with a fingerprinted manifest. Rerunning the same command resumes; "
-            "the same command on every host (with --distributed) runs a multi-host job."
+            "the same command on every host (with --distributed) runs a multi-host job. "
+            "Method options (--q, --tau, --maxpool, --padding-trick, --raw-max, --steps, --sigma, "
+            "--n) are an error with a method that has no such option. The official RectGrad "
+            "code's methods: --method rectgrad_x_input --padding-trick (its rectgrad), the same "
+            "with --maxpool prr (rectgradprr), or with --tau T (rectgradconst)."
         ),
     )
     ex.add_argument("function", metavar="MODULE:FUNCTION",
@@ -122,7 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          "directory is on the import path)")
     ex.add_argument("data", metavar="DATA",
                     help="X.npy (memory-mapped), or X.npy,Y.npy,... (memory-mapped; example i "
-                         "calls f(X[i], Y[i], ...)), or a .npz (arrays in stored order)")
+                         "calls f(X[i], Y[i], ...); labels must be integers), or one .npz "
+                         "(arrays in stored order)")
     ex.add_argument("--method", required=True, choices=sorted(_METHODS),
                     help="attribution method (noise methods use --key)")
     ex.add_argument("--out", required=True, help="output directory")
@@ -130,11 +136,30 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="examples per step (default 32)")
     ex.add_argument("--key", type=_seed, default=None,
                     help="seed of jax.random.key for noise methods (default 0)")
-    ex.add_argument("--q", type=_percentile, default=98.0, help="rectgrad percentile (98)")
-    ex.add_argument("--sigma", type=float, default=0.15, help="noise level of noise methods")
-    ex.add_argument("--n", type=_positive_int, default=50, help="noise samples (50)")
-    ex.add_argument("--steps", type=_positive_int, default=50,
-                    help="integrated gradients steps (50)")
+    threshold = ex.add_mutually_exclusive_group()
+    threshold.add_argument("--q", type=_percentile, default=None,
+                           help="rectgrad, rectgrad_x_input: percentile of each layer's "
+                                "threshold (default 98)")
+    threshold.add_argument("--tau", type=float, default=None,
+                           help="rectgrad, rectgrad_x_input: a fixed threshold instead of --q "
+                                "(--tau 0 is Guided Backprop on ReLU nets)")
+    ex.add_argument("--maxpool", choices=("winner", "prr"), default=None,
+                    help="rectgrad, rectgrad_x_input: max-pool gradient, winner-take-all "
+                         "(default) or prr (proportional redistribution)")
+    ex.add_argument("--padding-trick", action="store_true",
+                    help="rectgrad, rectgrad_x_input: zero the outer one-pixel ring of the "
+                         "gradient at the output of each SAME-padded convolution (the official "
+                         "code's border fix)")
+    ex.add_argument("--raw-max", action="store_true",
+                    help="guided, deconvnet, rectgrad, rectgrad_x_input: also treat every "
+                         "max(x, 0) written in the score's own code as a ReLU (default: only "
+                         "jax.nn.relu); only when each such max is an activation, not a clamp")
+    ex.add_argument("--sigma", type=float, default=None,
+                    help="smoothgrad, smoothgrad_sq, vargrad: noise level (default 0.15)")
+    ex.add_argument("--n", type=_positive_int, default=None,
+                    help="smoothgrad, smoothgrad_sq, vargrad: noise samples (default 50)")
+    ex.add_argument("--steps", type=_positive_int, default=None,
+                    help="integrated_gradients: steps (default 50)")
     ex.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     ex.add_argument("--no-progress", action="store_true", help="no progress output")
     ex.add_argument("--distributed", action="store_true",
@@ -148,19 +173,67 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rectgrad(ja: Any, f: Callable, o: dict) -> Callable:
+    if o.get("q") is None and o.get("tau") is None:
+        o = {**o, "q": 98.0}
+    return ja.rectgrad(f, **o)
+
+
+_RECTGRAD = ("q", "tau", "maxpool", "padding_trick", "raw_max")
+_NOISE = ("sigma", "n")
 _METHODS = {
-    # name: (noise method?, builder(ja, f, args) -> attribution function)
-    "saliency": (False, lambda ja, f, a: ja.saliency(f)),
-    "guided": (False, lambda ja, f, a: ja.guided_backprop(f)),
-    "deconvnet": (False, lambda ja, f, a: ja.deconvnet(f)),
-    "rectgrad": (False, lambda ja, f, a: ja.rectgrad(f, q=a.q)),
-    "rectgrad_x_input": (False, lambda ja, f, a: ja.times_input(ja.rectgrad(f, q=a.q))),
-    "integrated_gradients": (False, lambda ja, f, a: ja.integrated_gradients(f, steps=a.steps)),
-    "smoothgrad": (True, lambda ja, f, a: ja.smoothgrad(ja.saliency(f), sigma=a.sigma, n=a.n)),
-    "smoothgrad_sq": (True, lambda ja, f, a: ja.smoothgrad_sq(ja.saliency(f), sigma=a.sigma,
-                                                               n=a.n)),
-    "vargrad": (True, lambda ja, f, a: ja.vargrad(ja.saliency(f), sigma=a.sigma, n=a.n)),
+    # name: (noise method?, its options, builder(ja, f, options given) -> attribution function)
+    "saliency": (False, (), lambda ja, f, o: ja.saliency(f)),
+    "guided": (False, ("raw_max",), lambda ja, f, o: ja.guided_backprop(f, **o)),
+    "deconvnet": (False, ("raw_max",), lambda ja, f, o: ja.deconvnet(f, **o)),
+    "rectgrad": (False, _RECTGRAD, _rectgrad),
+    "rectgrad_x_input": (False, _RECTGRAD, lambda ja, f, o: ja.times_input(_rectgrad(ja, f, o))),
+    "integrated_gradients": (False, ("steps",),
+                             lambda ja, f, o: ja.integrated_gradients(f, **{"steps": 50, **o})),
+    "smoothgrad": (True, _NOISE, lambda ja, f, o: ja.smoothgrad(
+        ja.saliency(f), **{"sigma": 0.15, "n": 50, **o})),
+    "smoothgrad_sq": (True, _NOISE, lambda ja, f, o: ja.smoothgrad_sq(
+        ja.saliency(f), **{"sigma": 0.15, "n": 50, **o})),
+    "vargrad": (True, _NOISE, lambda ja, f, o: ja.vargrad(
+        ja.saliency(f), **{"sigma": 0.15, "n": 50, **o})),
 }
+_OPTIONS = ("q", "tau", "maxpool", "padding_trick", "raw_max", "sigma", "n", "steps")
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The method options given on the command line, as keywords of the method's transform; an
+    option the method does not have is an error, not silently ignored."""
+    given = {k: v for k in _OPTIONS  # not given: None (valued flags) or False (switches)
+             if (v := getattr(args, k)) is not None and v is not False}
+    allowed = _METHODS[args.method][1]
+    for k in given:
+        if k not in allowed:
+            flag = "--" + k.replace("_", "-")
+            has = sorted(m for m, (_, opts, _) in _METHODS.items() if k in opts)
+            raise _CliError(f"{flag} does not apply to --method {args.method}; expected it "
+                            f"only with --method {' or '.join(has)}")
+    return given
+
+
+# Python argument names in jaxattr's messages -> the flags that set them on the command line
+_FLAGS = {"overwrite=True": "--overwrite", "batch_size": "--batch-size", "out": "--out",
+          "key": "--key", "padding_trick": "--padding-trick", "raw_max": "--raw-max",
+          **{k: f"--{k}" for k in ("q", "tau", "maxpool", "sigma", "n", "steps")}}
+_FLAG_RE = re.compile(r"(?<![\w.\-'\[])(overwrite=True|(?:batch_size|out|key|padding_trick|"
+                      r"raw_max|q|tau|maxpool|sigma|n|steps)(?==| \())")
+
+
+def _cli_message(text: str) -> str:
+    """A jaxattr error message in the command line's words: ``overwrite=True`` -> ``--overwrite``,
+    ``batch_size=`` / ``batch_size (32 -> 4)`` -> ``--batch-size``, and so on."""
+    text = text.removeprefix("explain_dataset: ")
+    text = _FLAG_RE.sub(lambda m: _FLAGS[m.group(1)], text)
+    text = text.replace("--key (another PRNG key, or a key given/omitted)",
+                        "--key (another seed, or a seed given/omitted)")
+    text = text.replace("attr_fn (its traced jaxpr or constants differ)",
+                        "MODULE:FUNCTION, --method or a method option (the traced attribution "
+                        "function or its constants differ)")
+    return text.replace("another out directory", "another --out directory")
 
 
 def _load_function(spec: str) -> Callable[..., Any]:
@@ -184,17 +257,35 @@ def _load_function(spec: str) -> Callable[..., Any]:
     return obj
 
 
-def _load_data(spec: str) -> Any:
+def _load_data(spec: str) -> tuple[Any, list[tuple[str, np.ndarray]]]:
+    """``DATA`` as explain_dataset's data, and ``(name, array)`` of each argument it holds."""
     paths = spec.split(",")
+    expected = "X.npy, X.npy,Y.npy,... (one .npy per argument) or one .npz"
     for p in paths:
+        if not (p.endswith(".npy") or (p.endswith(".npz") and len(paths) == 1)):
+            what = "a .npz in a list" if p.endswith(".npz") else "not a .npy or .npz file"
+            raise _CliError(f"DATA={spec!r}: {p!r} is {what}; expected {expected}")
         if not os.path.isfile(p):
             raise _CliError(f"DATA file {p!r} does not exist")
-    if len(paths) == 1 and paths[0].endswith(".npz"):
-        with np.load(paths[0]) as z:  # npz members cannot be memory-mapped: loaded one by one
-            arrays = tuple(z[k] for k in z.files)
-        return arrays[0] if len(arrays) == 1 else arrays
-    arrays = tuple(np.load(p, mmap_mode="r") for p in paths)
-    return arrays[0] if len(arrays) == 1 else arrays
+        magic = b"PK\x03\x04" if p.endswith(".npz") else b"\x93NUMPY"
+        with open(p, "rb") as fh:
+            if fh.read(len(magic)) != magic:
+                kind = ".npz (zip) archive" if p.endswith(".npz") else ".npy file (no NUMPY header)"
+                raise _CliError(f"DATA={spec!r}: {p!r} is not a {kind}; expected {expected} "
+                                "written by numpy.save / numpy.savez")
+    try:
+        if paths[0].endswith(".npz"):
+            with np.load(paths[0]) as z:  # npz members cannot be memory-mapped: loaded one by one
+                named = [(f"{paths[0]}:{k}", z[k]) for k in z.files]
+        else:
+            named = [(p, np.load(p, mmap_mode="r")) for p in paths]
+    except (ValueError, OSError, EOFError) as e:
+        raise _CliError(f"DATA={spec!r} cannot be read by numpy.load ({str(e).splitlines()[0]}); "
+                        f"expected {expected} of numeric arrays (no pickled objects)") from None
+    if not named:
+        raise _CliError(f"DATA file {paths[0]!r} holds no arrays; expected {expected}")
+    arrays = tuple(a for _, a in named)
+    return (arrays[0] if len(arrays) == 1 else arrays), named
 
 
 class _CliError(Exception):
@@ -213,9 +304,10 @@ def _explain(args: argparse.Namespace) -> int:
 
     try:
         f = _load_function(args.function)
-        data = _load_data(args.data)
-        noisy, build = _METHODS[args.method]
-        attr = build(ja, f, args)
+        noisy, _, build = _METHODS[args.method]
+        options = _method_options(args)
+        data, named = _load_data(args.data)
+        attr = build(ja, f, options)
         key = jax.random.key(args.key or 0) if noisy else None
         if args.key is not None and not noisy:
             print(f"note: --key is ignored by the deterministic method {args.method}",
@@ -224,8 +316,21 @@ def _explain(args: argparse.Namespace) -> int:
         result = ja.explain_dataset(attr, data, batch_size=args.batch_size, key=key,
                                     out=args.out, overwrite=args.overwrite,
                                     progress=not args.no_progress)
-    except (_CliError, ArgumentError) as e:
+    except _CliError as e:
         print(f"jaxattr explain: error: {e}", file=sys.stderr)
+        return 2
+    except ArgumentError as e:
+        leaf = getattr(e, "data_leaf", None)
+        if leaf is not None:  # float labels used as an index: name the file, say how to fix it
+            name, arr = named[leaf]
+            fix = (f"np.save({name!r}, labels.astype(np.int32))" if name.endswith(".npy")
+                   else "labels.astype(np.int32)")
+            message = (f"DATA file {name!r} (dtype {arr.dtype}) holds floats that "
+                       f"{args.function} uses as an index (labels); expected integer labels. "
+                       f"Save them with an int dtype, e.g. {fix}")
+        else:
+            message = _cli_message(str(e))
+        print(f"jaxattr explain: error: {message}", file=sys.stderr)
         return 2
     leaves = jax.tree.leaves(result)
     n = leaves[0].shape[0]

@@ -164,12 +164,25 @@ def test_pytree_outputs_in_memory_and_on_disk(tmp_path):
     assert [o["shape"] for o in manifest["outputs"]] == [[4], [4], []]
 
 
-def test_bfloat16_output_reads_back_as_bfloat16(tmp_path):
-    maps = run(lambda x: saliency(x).astype(jnp.bfloat16), DATA, batch_size=4, out=tmp_path)
-    assert maps.dtype == jnp.bfloat16
-    np.testing.assert_array_equal(np.asarray(maps, np.float32),
-                                  np.asarray(jnp.asarray(expected_saliency(DATA), jnp.bfloat16),
-                                             np.float32))
+def test_bfloat16_output_is_stored_as_float32_that_plain_numpy_reads(tmp_path):
+    def low(x):
+        return {"bf16": saliency(x).astype(jnp.bfloat16),
+                "f8": saliency(x).astype(jnp.float8_e5m2), "f32": saliency(x)}
+
+    mem = run(low, DATA, batch_size=3)
+    assert mem["bf16"].dtype == jnp.bfloat16  # in memory: the compute dtype
+    with pytest.raises(Interrupt):  # resume a bf16 run: the fingerprint must match
+        run(low, DATA, batch_size=3, out=tmp_path, callback=_interrupt_after(3))
+    disk = run(low, DATA, batch_size=3, out=tmp_path)
+    for name in ("bf16", "f8"):
+        on_disk = np.load(tmp_path / f"{name}.npy")  # no ml_dtypes needed: float32 values
+        assert on_disk.dtype == np.float32 and disk[name].dtype == np.float32
+        np.testing.assert_array_equal(on_disk, np.asarray(mem[name], np.float32))
+        np.testing.assert_array_equal(disk[name], on_disk)
+    assert np.load(tmp_path / "f32.npy").dtype == np.float64  # numpy dtypes are kept as they are
+    outputs = json.loads((tmp_path / "manifest.json").read_text())["outputs"]
+    assert [(o["name"], o["dtype"], o.get("compute_dtype")) for o in outputs] == [
+        ("bf16", "float32", "bfloat16"), ("f32", "float64", None), ("f8", "float32", "float8_e5m2")]
 
 
 # ------------------------------------------------------------------ output directory, resume
@@ -220,6 +233,30 @@ def test_kill_and_resume_loses_nothing_and_recomputes_only_the_rest(tmp_path):
     again = []
     run(of_label, (DATA, LABELS), batch_size=2, out=tmp_path, callback=lambda d, t: again.append(d))
     assert again == []  # complete: nothing recomputed
+
+
+def test_a_run_that_dies_writing_rows_never_commits_them(tmp_path, monkeypatch):
+    from jaxattr.batch import _output
+
+    write_rows = _output.DiskSink.write_rows
+
+    def failing(self, leaf, first_row, rows):  # the disk fails while writing batch 1 (rows 2-3)
+        if first_row >= 2:
+            raise OSError(28, "No space left on device")
+        write_rows(self, leaf, first_row, rows)
+
+    with monkeypatch.context() as m:
+        m.setattr(_output.DiskSink, "write_rows", failing)
+        with pytest.raises(OSError, match="No space left"):
+            run(of_label, (DATA, LABELS), batch_size=2, out=tmp_path)
+    progress = json.loads((tmp_path / "progress" / "p00000.json").read_text())
+    assert progress == {"batches": 1}  # batch 1's rows never reached disk: not committed
+    assert (tmp_path / "progress" / "p00000.hashes").stat().st_size == 16  # one batch's hash
+    calls = []
+    maps = run(of_label, (DATA, LABELS), batch_size=2, out=tmp_path,
+               callback=lambda d, t: calls.append(d))
+    assert calls == [4, 6, 7]  # resumed at batch 1
+    np.testing.assert_array_equal(maps, run(of_label, (DATA, LABELS), batch_size=2))
 
 
 def test_iterable_resume(tmp_path):
@@ -318,6 +355,9 @@ def test_unwritable_or_foreign_output_fails_before_any_compute(tmp_path):
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(ArgumentError, match=r"explain_dataset: out='.*file/sub' is not writable"):
         run(attr, DATA, out=tmp_path / "file" / "sub")
+    with pytest.raises(ArgumentError, match=r"explain_dataset: out='.*file' is an existing file, "
+                                            r"not a directory; expected a directory"):
+        run(attr, DATA, out=tmp_path / "file")
     assert traced == []
     with pytest.raises(ArgumentError, match=r"is not empty and holds no jaxattr.explain_dataset"):
         run(attr, DATA, out=tmp_path)
@@ -361,8 +401,13 @@ def test_bad_arguments():
         (dict(batch_size=True), ArgumentTypeError, "batch_size=True is a bool"),
         (dict(key=3), ArgumentTypeError, "explain_dataset: key=3 has type int"),
         (dict(data=DATA[:0]), ArgumentError, r"data=.* is empty \(leading axis has size 0\)"),
-        (dict(data=(DATA, LABELS[:5])), ArgumentError,
-         r"has leaves with different leading sizes \{'\[0\]': 7, '\[1\]': 5\}"),
+        (dict(data=(DATA, LABELS[:5])), ArgumentError,  # shapes, never the arrays' contents
+         r"explain_dataset: data=\(<array of shape \(7, 4\) and dtype float64>, <array of shape "
+         r"\(5,\) and dtype int64>\) has leaves of different leading \(example\) sizes: data\[0\] "
+         r"has shape \(7, 4\), data\[1\] has shape \(5,\); expected one leading"),
+        (dict(data={"x": DATA, "y": LABELS[:5]}), ArgumentError,
+         r"data=\{'x': <array of shape \(7, 4\) .*: data\['x'\] has shape \(7, 4\), "
+         r"data\['y'\] has shape \(5,\)"),
         (dict(data=[[1.0, 2.0]]), ArgumentTypeError, "has non-array leaves of type"),
         (dict(data=gen([])), ArgumentError, r"is empty \(the iterable yielded no batches\)"),
         (dict(data=gen([(DATA[:2], LABELS[:2]), DATA[2:]]), attr=lambda x, y: saliency(x)),
@@ -390,6 +435,43 @@ def test_several_processes_need_an_out_directory(monkeypatch):
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     with pytest.raises(ArgumentError, match="out=None is required when running on 2 processes"):
         run(saliency, DATA)
+
+
+def test_float_labels_used_as_an_index_are_named():
+    floats = LABELS.astype(np.float64)
+    expected = (r"holds floats \(one per example\) that attr_fn uses as an index \(JAX: .*"
+                r"integer.*\); expected integer labels \(an int dtype such as int32\)")
+    with pytest.raises(ArgumentTypeError, match=r"explain_dataset: data\[1\]=<array of shape "
+                                                r"\(7,\) and dtype float64> " + expected):
+        run(of_label, (DATA, floats))
+    with pytest.raises(ArgumentTypeError, match=r"explain_dataset: data\['y'\]=.* " + expected):
+        run(lambda ex: of_label(ex["x"], ex["y"]), {"x": DATA, "y": floats})
+    take = lambda x, y: jax.grad(lambda x: jnp.take(logits(x), y))(x)  # "indices must have an
+    with pytest.raises(ArgumentTypeError, match=r"data\[1\]=.* " + expected):  # integer type"
+        run(take, (DATA, floats))
+    with pytest.raises(ArgumentTypeError, match=r"explain_dataset: data batch\[1\]=.* " + expected):
+        run(of_label, iter([(DATA, floats)]))
+    # a float per-example argument that is not an index is fine
+    scaled = run(lambda x, s: saliency(x) * s, (DATA, floats), batch_size=4)
+    np.testing.assert_allclose(scaled, expected_saliency(DATA) * floats[:, None], rtol=1e-12)
+
+
+def test_a_score_function_where_an_attribution_function_is_expected_is_refused(tmp_path):
+    message = (r"explain_dataset: attr_fn=<function score .*> returns a scalar per example \(a "
+               r"score function\?\); expected an attribution function returning a map per "
+               r"example, such as ja.saliency\(score\)")
+    with pytest.raises(ArgumentTypeError, match=message):
+        run(score, DATA)
+    with pytest.raises(ArgumentTypeError, match="returns a scalar per example"):
+        run(lambda x, y: (logits(x)[y], jnp.sum(x)), (DATA, LABELS), out=tmp_path)
+    assert not (tmp_path / "manifest.json").exists()
+    # maps of any non-scalar shape, and pytrees with scalar leaves beside maps, are fine
+    np.testing.assert_allclose(run(lambda x: saliency(x)[:1], DATA), expected_saliency(DATA)[:, :1],
+                               rtol=1e-12)
+    score_and_map = run(lambda x: (score(x), saliency(x)), DATA)
+    np.testing.assert_allclose(score_and_map[1], expected_saliency(DATA), rtol=1e-12)
+    scalars = DATA[:, 0]  # one scalar input per example: its map is a scalar too
+    np.testing.assert_allclose(run(jax.grad(jnp.sin), scalars), np.cos(scalars), rtol=1e-12)
 
 
 # ------------------------------------------------------------------ sharding (4 host devices)

@@ -133,3 +133,29 @@ def test_cpu_budget_is_a_quarter_of_available_memory():
     after = avail()
     lo, hi = min(before, after), max(before, after)
     assert 0.95 * lo / 4 <= budget <= 1.05 * hi / 4, (before, budget, after)
+
+
+def dropout_score(x, rng):  # a Flax-dropout-like score: derives typed keys from its rng
+    mask = jax.random.bernoulli(jax.random.fold_in(rng, 0), 0.5, (16,))
+    return jnp.sum(jax.nn.relu(W @ x) * mask)
+
+
+def test_typed_prng_keys_count_their_key_data(key):
+    # fold_in's output is a key<fry>: 2 x uint32 = 8 bytes; rbg keys hold 4 x uint32 = 16
+    for impl, size in (("threefry2x32", 8), ("rbg", 16)):
+        k = jax.random.key(1, impl=impl)
+        assert _budget.itemsize(k.dtype) == size
+        jaxpr = jax.make_jaxpr(lambda k: jax.random.split(jax.random.fold_in(k, 0), 3))(k)
+        assert _budget.jaxpr_bytes(jaxpr) == size + 3 * size  # fold_in: 1 key, split: 3
+    assert _budget.itemsize(jnp.bfloat16) == 2 and _budget.itemsize(np.float64) == 8
+
+
+def test_chunk_auto_with_a_score_deriving_typed_keys(key):
+    # the memory estimate used to raise "Cannot interpret 'key<fry>' as a data type"
+    x, rng = jnp.linspace(-1.0, 1.0, 8), jax.random.key(1)
+    ig = lambda **kw: ja.integrated_gradients(dropout_score, steps=4, **kw)
+    ref = ig(chunk=None)(x, rng)
+    assert np.count_nonzero(ref) > 0
+    np.testing.assert_array_equal(ig()(x, rng), ref)  # chunk="auto": one pass here
+    sg = lambda **kw: ja.smoothgrad(ja.saliency(dropout_score), n=4, **kw)
+    np.testing.assert_array_equal(sg()(x, key, rng), sg(chunk=None)(x, key, rng))

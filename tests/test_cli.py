@@ -1,8 +1,10 @@
 """Tests of the `jaxattr demo` command line and of jaxattr.plot.attribution (which it drives)."""
 
 import contextlib
+import inspect
 import io
 import json
+import os
 import re
 
 import numpy as np
@@ -159,6 +161,7 @@ def test_kept_units_use_tf_nearest_not_numpy_nearest():
 SCORE_MODULE = """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 def score(x, y):
     return jnp.tanh(x * jnp.arange(1.0, 4.0))[y]
@@ -168,6 +171,18 @@ def total(x):
 
 def relu_score(x, y):
     return (jnp.maximum(x * jnp.arange(1.0, 4.0), 0.0) ** 2 + x)[y] + jnp.sum(jax.nn.relu(x))
+
+_R = np.random.default_rng(7)
+K = jnp.asarray(_R.normal(size=(3, 3, 1, 4)), jnp.float32)
+W = jnp.asarray(_R.normal(size=(36, 8)), jnp.float32)
+V = jnp.asarray(_R.normal(size=(8, 3)), jnp.float32)
+
+def conv_score(x, y):  # x (6, 6, 1): SAME conv, ReLU, 2x2 max-pool, dense, raw max(., 0), dense
+    h = jax.lax.conv_general_dilated(x[None], K, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    h = jax.nn.relu(h)
+    h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    return (jnp.maximum(h.reshape(-1) @ W, 0.0) @ V)[y]
 
 not_a_function = 3
 """
@@ -183,6 +198,10 @@ def explain_dir(tmp_path, monkeypatch):
     np.save("x.npy", x)
     np.save("y.npy", y)
     np.savez("xy.npz", x=x, y=y)
+    np.save("yfloat.npy", y.astype(np.float32))
+    (tmp_path / "data.csv").write_text("1,2,3\n")
+    (tmp_path / "text.npy").write_text("not numpy")
+    np.save("objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     return x, y
 
 
@@ -229,7 +248,12 @@ def test_explain_noise_method_uses_the_key(explain_dir, capsys):
     np.testing.assert_allclose(np.load("sg/attribution.npy"), expected, rtol=1e-5, atol=1e-6)
     rc, _, err = _explain(["scoremod_cli:total", "x.npy", "--method", "smoothgrad", "--n", "4",
                            "--key", "6", "--out", "sg", "--batch-size", "4"], capsys)
-    assert rc == 2 and "holds another run: key" in err
+    assert rc == 2 and "holds another run: --key (another seed, or a seed given/omitted)" in err
+    rc, _, err = _explain(["scoremod_cli:total", "x.npy", "--method", "smoothgrad", "--n", "5",
+                           "--key", "5", "--out", "sg", "--batch-size", "4"], capsys)
+    assert rc == 2 and ("holds another run: MODULE:FUNCTION, --method or a method option (the "
+                        "traced attribution function or its constants differ)") in err, err
+    assert "attr_fn" not in err and "overwrite=True" not in err and "Pass --overwrite" in err
 
 
 def test_explain_rectgrad_with_labels(explain_dir, capsys):
@@ -247,6 +271,132 @@ def test_explain_rectgrad_with_labels(explain_dir, capsys):
     assert np.count_nonzero(expected) > 0
 
 
+def _conv_data():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 6, 6, 1)).astype(np.float32)
+    y = (np.arange(5) % 3).astype(np.int32)
+    np.save("img.npy", x)
+    np.save("lab.npy", y)
+    return x, y
+
+
+def _cli_maps(capsys, method, *flags, out):
+    rc, _, err = _explain(["scoremod_cli:conv_score", "img.npy,lab.npy", "--method", method,
+                           *flags, "--out", out], capsys)
+    assert rc == 0, err
+    return np.load(f"{out}/attribution.npy")
+
+
+HAS_RAW_MAX = "raw_max" in inspect.signature(jaxattr.rectgrad).parameters
+needs_raw_max = pytest.mark.skipif(not HAS_RAW_MAX, reason="ja.rectgrad has no raw_max yet")
+
+
+class _Built(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "transform", "kwargs"),
+    [
+        ("rectgrad", [], "rectgrad", {"q": 98.0}),
+        ("rectgrad", ["--q", "50", "--maxpool", "prr", "--padding-trick"], "rectgrad",
+         {"q": 50.0, "maxpool": "prr", "padding_trick": True}),  # the official rectgradprr
+        ("rectgrad", ["--tau", "0", "--padding-trick"], "rectgrad",
+         {"tau": 0.0, "padding_trick": True}),  # rectgradconst; tau=0 is not dropped as falsy
+        ("rectgrad_x_input", ["--tau", "0.5", "--maxpool", "winner"], "rectgrad",
+         {"tau": 0.5, "maxpool": "winner"}),
+        pytest.param("rectgrad", ["--raw-max"], "rectgrad", {"q": 98.0, "raw_max": True},
+                     marks=needs_raw_max),
+        pytest.param("guided", ["--raw-max"], "guided_backprop", {"raw_max": True},
+                     marks=needs_raw_max),
+        pytest.param("deconvnet", ["--raw-max"], "deconvnet", {"raw_max": True},
+                     marks=needs_raw_max),
+        ("guided", [], "guided_backprop", {}),
+        ("integrated_gradients", ["--steps", "7"], "integrated_gradients", {"steps": 7}),
+        ("vargrad", ["--sigma", "0.3"], "vargrad", {"sigma": 0.3, "n": 50}),
+    ],
+)
+def test_explain_method_flags_reach_the_transform(explain_dir, capsys, monkeypatch, method,
+                                                  flags, transform, kwargs):
+    calls = []
+    real = getattr(jaxattr, transform)
+
+    def spy(f, **kw):
+        calls.append(kw)
+        return real(f, **kw)  # built for real: a keyword the transform lacks would fail here
+
+    def stop(attr, *args, **kw):
+        raise _Built
+
+    monkeypatch.setattr(jaxattr, transform, spy)
+    monkeypatch.setattr(jaxattr, "explain_dataset", stop)
+    with pytest.raises(_Built):
+        _explain(["scoremod_cli:relu_score", "x.npy,y.npy", "--method", method, *flags,
+                  "--out", "o"], capsys)
+    assert calls == [kwargs]
+
+
+def test_explain_rectgrad_official_variant_matches_the_python_api(explain_dir, capsys):
+    import jax
+
+    import jaxattr as ja
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(5, 6, 6, 1)).astype(np.float32)
+    y = (np.arange(5) % 3).astype(np.int32)
+    np.save("img.npy", x)
+    np.save("lab.npy", y)
+    import scoremod_cli
+
+    # dropping any one option changes this score's map (SAME conv, max-pool, raw max(., 0))
+    kw = dict(q=50.0, maxpool="prr", padding_trick=True) | ({"raw_max": True} if HAS_RAW_MAX
+                                                            else {})
+    want = np.asarray(jax.vmap(ja.rectgrad(scoremod_cli.conv_score, **kw))(x, y))
+    rc, _, err = _explain(["scoremod_cli:conv_score", "img.npy,lab.npy", "--method", "rectgrad",
+                           "--q", "50", "--maxpool", "prr", "--padding-trick",
+                           *(["--raw-max"] if HAS_RAW_MAX else []), "--out", "prr"], capsys)
+    assert rc == 0, err
+    np.testing.assert_allclose(np.load("prr/attribution.npy"), want, rtol=1e-6, atol=1e-6)
+    assert np.count_nonzero(want) > 0
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "match"),
+    [
+        ("saliency", ["--q", "50"], r"--q does not apply to --method saliency; expected it only "
+                                    r"with --method rectgrad or rectgrad_x_input$"),
+        ("guided", ["--tau", "0"], r"--tau does not apply to --method guided"),
+        ("guided", ["--maxpool", "prr"], r"--maxpool does not apply to --method guided"),
+        ("deconvnet", ["--padding-trick"], r"--padding-trick does not apply to --method "
+                                           r"deconvnet"),
+        ("saliency", ["--raw-max"], r"--raw-max does not apply to --method saliency; expected "
+                                    r"it only with --method deconvnet or guided or rectgrad or "
+                                    r"rectgrad_x_input$"),
+        ("smoothgrad", ["--steps", "4"], r"--steps does not apply to --method smoothgrad; "
+                                         r"expected it only with --method integrated_gradients$"),
+        ("integrated_gradients", ["--n", "4"], r"--n does not apply to --method "
+                                               r"integrated_gradients"),
+        ("rectgrad", ["--sigma", "0.1"], r"--sigma does not apply to --method rectgrad"),
+        ("rectgrad", ["--tau", "nan"], r"rectgrad: --tau=nan is not finite"),
+    ],
+)
+def test_explain_method_options_only_with_their_methods(explain_dir, capsys, method, flags,
+                                                        match):
+    rc, _, err = _explain(["scoremod_cli:relu_score", "x.npy,y.npy", "--method", method,
+                           *flags, "--out", "o"], capsys)
+    assert rc == 2 and err.count("\n") == 1, err
+    assert re.match("jaxattr explain: error: " + match, err.rstrip("\n")), err
+    assert not os.path.exists("o")  # refused before any compute
+
+
+def test_explain_q_and_tau_are_exclusive(explain_dir, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["explain", "scoremod_cli:relu_score", "x.npy,y.npy", "--method", "rectgrad",
+                  "--q", "50", "--tau", "0", "--out", "o"])
+    assert e.value.code == 2
+    assert "argument --tau: not allowed with argument --q" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
@@ -256,8 +406,22 @@ def test_explain_rectgrad_with_labels(explain_dir, capsys):
         (["scoremod_cli:not_a_function", "x.npy"],
          r"scoremod_cli:not_a_function is not a function \(it has type int\)"),
         (["scoremod_cli:total", "missing.npy"], r"DATA file 'missing.npy' does not exist"),
+        (["scoremod_cli:total", "data.csv"], r"DATA='data.csv': 'data.csv' is not a \.npy or "
+         r"\.npz file; expected X\.npy, X\.npy,Y\.npy,\.\.\. \(one \.npy per argument\) or one "
+         r"\.npz$"),
+        (["scoremod_cli:total", "xy.npz,y.npy"],
+         r"DATA='xy.npz,y.npy': 'xy.npz' is a \.npz in a list; expected"),
+        (["scoremod_cli:total", "text.npy"], r"DATA='text.npy': 'text.npy' is not a \.npy file "
+         r"\(no NUMPY header\); expected X\.npy"),
+        (["scoremod_cli:total", "objects.npy"], r"DATA='objects.npy' cannot be read by "
+         r"numpy.load \(.*\); expected .* of numeric arrays \(no pickled objects\)"),
+        (["scoremod_cli:score", "x.npy,yfloat.npy"],
+         r"DATA file 'yfloat.npy' \(dtype float32\) holds floats that scoremod_cli:score uses "
+         r"as an index \(labels\); expected integer labels\. Save them with an int dtype"),
+        # the command line's flags, not the Python API's keywords (overwrite=True, batch_size)
         (["scoremod_cli:total", "x.npy", "--batch-size", "4"],
-         r"explain_dataset: out='.*' holds another run: batch_size \(32 -> 4\)"),
+         r"--out='.*' holds another run: --batch-size \(32 -> 4\); expected the same run to "
+         r"resume\. Pass --overwrite to start over, or use another --out directory$"),
     ],
 )
 def test_explain_errors_exit_2_with_one_line(explain_dir, capsys, argv, match):
@@ -265,7 +429,17 @@ def test_explain_errors_exit_2_with_one_line(explain_dir, capsys, argv, match):
               "--no-progress"])
     rc, _, err = _explain([*argv, "--method", "saliency", "--out", "o"], capsys)
     assert rc == 2
-    assert re.search("jaxattr explain: error: " + match, err), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search("^jaxattr explain: error: " + match, lines[0]), err
+    assert "overwrite=True" not in err and "Traceback" not in err
+
+
+def test_explain_out_that_is_a_file(explain_dir, capsys):
+    rc, _, err = _explain(["scoremod_cli:total", "x.npy", "--method", "saliency", "--out",
+                           "x.npy"], capsys)
+    assert rc == 2 and re.fullmatch(r"jaxattr explain: error: --out='.*x.npy' is an existing "
+                                    r"file, not a directory; expected a directory .* Choose "
+                                    r"another --out directory\n", err), err
 
 
 def test_explain_bad_options_exit_2(explain_dir, capsys):

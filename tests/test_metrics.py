@@ -4,9 +4,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 from jaxattr.errors import ArgumentError
-from jaxattr.metrics import deletion_curve, gini, mass_in_region, total_variation
+from jaxattr.metrics import (
+    cascading_randomization,
+    deletion_curve,
+    gini,
+    mass_in_region,
+    rank_correlation,
+    total_variation,
+)
 
 # ------------------------------------------------------------------------------ total variation
 
@@ -285,3 +293,74 @@ def test_deletion_curve_errors(kw, match):
     score_fn, x, attr = args.pop("score_fn"), args.pop("x"), args.pop("attr")
     with pytest.raises(ArgumentError, match=match):
         deletion_curve(score_fn, x, attr, **args)
+
+
+# ------------------------------------------------------------------------ rank correlation, nan
+
+
+_batched_rank_correlation = jax.jit(jax.vmap(rank_correlation))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape", [(28, 28), (1000,)])
+def test_rank_correlation_of_a_constant_map_is_exactly_nan(dtype, shape):
+    # a float mean of the average ranks is off by rounding at these sizes (784 in float64, 1000
+    # in float32): the correlation came out 1e-16 / 3e-8 instead of nan
+    ramp = jnp.arange(np.prod(shape), dtype=dtype).reshape(shape)
+    zero, const = jnp.zeros(shape, dtype), jnp.full(shape, 0.3, dtype)
+    pairs = [(zero, ramp), (ramp, zero), (const, ramp), (ramp, const), (zero, const)]
+    r = _batched_rank_correlation(*map(jnp.stack, zip(*pairs, strict=True)))
+    assert r.dtype == dtype and np.isnan(np.asarray(r)).all(), r
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rank_correlation_equals_scipy_spearmanr(dtype):
+    rng = np.random.default_rng(4)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    for n in (49, 1000):
+        x = (rng.normal(size=n) * (rng.random(n) < 0.3)).astype(dtype)  # many tied zeros
+        y = (x + rng.normal(size=n) * (rng.random(n) < 0.5)).astype(dtype)
+        pairs = [(x, y), (x, -x), (x, x), (y, x**2)]
+        got = _batched_rank_correlation(*map(np.stack, zip(*pairs, strict=True)))
+        ref = [scipy.stats.spearmanr(a, b).statistic for a, b in pairs]
+        np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+
+
+def test_randomised_model_with_dead_relus_reads_undefined_not_decorrelated():
+    # map = relu(a) * x: the trained a = 1 gives map = x; re-drawn a = -1 kills the ReLU
+    xs = np.random.default_rng(5).normal(size=(3, 784))
+    params = {"top": {"a": jnp.ones(())}, "bottom": {"b": jnp.ones(())}}
+    map_fn = lambda p, xs: jax.nn.relu(p["top"]["a"]) * p["bottom"]["b"] * xs
+    r = cascading_randomization(map_fn, params, ["top", "bottom"], xs, key=jax.random.key(0),
+                                channel_axis=None, reinit=lambda k, v: -v)
+    assert np.isnan(r.correlation).all()  # all-zero maps: undefined, not a correlation of ~0
+    only_b = cascading_randomization(map_fn, params, ["bottom"], xs, key=jax.random.key(0),
+                                     channel_axis=None, reinit=lambda k, v: -v, absolute=False)
+    np.testing.assert_allclose(only_b.correlation, -1.0, rtol=1e-12)  # a live map: defined
+
+
+def test_claims_verdict_treats_undefined_correlations_as_undefined_not_a_pass():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "claims.py"
+    spec = importlib.util.spec_from_file_location("claims_under_test", path)
+    claims = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(claims)
+    seeds, nan = 3, float("nan")
+    metrics = {m: {k: [0.5] * seeds for k in ("object mass", "distractor mass", "TV")}
+               for m in [claims.RG, *claims.BASELINES]}
+    curves = {  # (seeds, layers) per-seed mean correlations
+        claims.RG: [[0.9, 0.1, 0.0]] * seeds,  # decorrelates: a pass
+        "rectgrad q=98 (no x input)": [[nan, nan, nan]] * seeds,  # every map dead: undefined
+        "guided backprop": [[0.9, 0.8, 0.7], [0.9, nan, nan], [0.9, 0.8, 0.7]],  # 1 seed undefined
+    }
+    out = claims.judge({"shapes+distractor": {"metrics": metrics, "randomisation": curves}})
+    verdicts = {c["method"]: c for c in out if "method" in c}
+    assert verdicts[claims.RG]["verdict"] == "pass" and verdicts[claims.RG]["reproduces"] == "yes"
+    dead = verdicts["rectgrad q=98 (no x input)"]
+    assert dead["verdict"] == "undefined" and dead["reproduces"] == "undefined"
+    assert dead["after_logits_dense1"]["undefined"] == seeds
+    gb = verdicts["guided backprop"]
+    assert gb["verdict"] == "fail" and gb["reproduces"] == "yes"
+    assert gb["after_logits_dense1"]["n"] == 2 and gb["after_logits_dense1"]["undefined"] == 1

@@ -5,7 +5,9 @@ Layout of ``out/``::
     manifest.json            what was run (the fingerprint), the output leaves, the process layout,
                              and, once every row is written, "complete": true and the data hashes
     <leaf>.npy               one standard .npy file per output leaf, rows in example order
-                             (np.load(path, mmap_mode="r") reads it without loading it)
+                             (np.load(path, mmap_mode="r") reads it without loading it); a
+                             bfloat16 (or other ml_dtypes) leaf is stored as float32, exactly
+                             (file_dtype), its "compute_dtype" recorded in the manifest
     progress/p00000.json     per process: batches committed (replaced atomically with os.replace
                              after the rows are written, so a kill loses at most the batches in
                              flight and never skips or duplicates a row)
@@ -44,6 +46,10 @@ MANIFEST = "manifest.json"
 def check_writable(path: str) -> None:
     """Create ``path`` if needed and prove we can write a file in it (before any compute)."""
     probe = os.path.join(path, f".write-probe-{os.getpid()}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        fail(FN, "out", path, "is an existing file, not a directory",
+             "a directory (new, empty, or written by explain_dataset)",
+             "Choose another out directory")
     try:
         os.makedirs(path, exist_ok=True)
         with open(probe, "wb") as fh:
@@ -67,6 +73,38 @@ def read_manifest(path: str) -> dict | None:
             return json.load(fh)
     except FileNotFoundError:
         return None
+
+
+def file_dtype(dtype: Any) -> np.dtype:
+    """The dtype an output of ``dtype`` is stored with: ``dtype`` itself when plain numpy reads
+    it back from a ``.npy`` header, else the smallest numpy dtype that holds every value exactly.
+
+    The ml_dtypes types JAX computes in (``bfloat16``, the ``float8``/``float4`` family, ``int4``)
+    have no ``.npy`` type code: numpy writes them as raw bytes (``|V2``) or a code it cannot read
+    back (``<f1``), and ``np.load`` without ml_dtypes returns bytes. Floating ones are stored as
+    float32 (exact: they have at most 8 exponent and 7 mantissa bits), integer ones as int8/uint8.
+
+    >>> import ml_dtypes
+    >>> file_dtype(ml_dtypes.bfloat16), file_dtype(np.float16), file_dtype(ml_dtypes.int4)
+    (dtype('float32'), dtype('float16'), dtype('int8'))
+    """
+    import jax.numpy as jnp
+
+    dtype = np.dtype(dtype)
+    try:
+        if np.lib.format.descr_to_dtype(np.lib.format.dtype_to_descr(dtype)) == dtype:
+            return dtype
+    except (TypeError, ValueError):  # e.g. float8_e5m2's '<f1': not a numpy type code
+        pass
+    if jnp.issubdtype(dtype, jnp.floating):
+        return np.dtype(np.float32)
+    if jnp.issubdtype(dtype, jnp.signedinteger):
+        return np.dtype(np.int8) if dtype.itemsize == 1 else np.dtype(np.int32)
+    if jnp.issubdtype(dtype, jnp.unsignedinteger):
+        return np.dtype(np.uint8) if dtype.itemsize == 1 else np.dtype(np.uint32)
+    fail(FN, "attr_fn", dtype, "returns an output of a dtype no .npy file can hold",
+         "outputs of numpy dtypes or JAX's bfloat16/float8/int4")
+    raise AssertionError  # unreachable
 
 
 def write_npy_header(fd: int, shape: tuple, dtype: np.dtype) -> None:
@@ -107,7 +145,10 @@ def describe_changes(old: dict, new: dict) -> list[str]:
 
 
 class DiskSink:
-    """Rows of every output leaf written in place into ``out/<leaf>.npy``; progress per process."""
+    """Rows of every output leaf written in place into ``out/<leaf>.npy``; progress per process.
+
+    ``dtypes`` are the files' dtypes (:func:`file_dtype`): rows are cast to them when written.
+    """
 
     def __init__(self, path: str, names: list[str], shapes: list[tuple], dtypes: list[np.dtype],
                  total: int | None, process_index: int):
@@ -182,7 +223,7 @@ class DiskSink:
         return k, [raw[i * HASH:(i + 1) * HASH] for i in range(k)]
 
     def write_rows(self, leaf: int, first_row: int, rows: np.ndarray) -> None:
-        data = np.ascontiguousarray(rows)
+        data = np.ascontiguousarray(rows, dtype=self.dtypes[leaf])  # bfloat16 -> float32 (exact)
         off = HEADER + first_row * self.row_bytes[leaf]
         view = memoryview(data.reshape(-1).view(np.uint8))
         while view:
@@ -208,9 +249,8 @@ class DiskSink:
 
     def result(self) -> list[np.ndarray]:
         out = []
-        for f, d in zip(self.files, self.dtypes, strict=True):
-            arr = np.load(f, mmap_mode="r")
-            out.append(arr if arr.dtype == d else arr.view(d))  # bfloat16 & co are saved as V2
+        for f in self.files:
+            out.append(np.load(f, mmap_mode="r"))
         return out
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._checks import check_callable, check_int, check_key, fail, fail_type
+from ..errors import ArgumentTypeError
 from ._mesh import agree, allgather, barrier, mesh_for, process_rows
 from ._output import (
     FORMAT,
@@ -24,11 +25,12 @@ from ._output import (
     MemorySink,
     check_writable,
     describe_changes,
+    file_dtype,
     leaf_names,
     read_manifest,
 )
 from ._progress import Progress
-from ._source import Batch, call_args, make_source
+from ._source import Batch, call_args, make_source, shapes_only
 from ._writer import Writer
 
 FN = "explain_dataset"
@@ -106,14 +108,21 @@ def explain_dataset(
 
     Returns:
       A pytree like ``attr_fn``'s output whose leaves have a leading example axis: numpy arrays,
-      or read-only memory maps of the ``.npy`` files when ``out`` is given.
+      or read-only memory maps of the ``.npy`` files when ``out`` is given. On disk (and so in
+      the memory maps) a leaf of a dtype numpy cannot store in a ``.npy`` file, ``bfloat16``
+      and the other ml_dtypes types, is float32 (every bfloat16 value exactly; int4 as int8), so
+      ``np.load`` reads it without ml_dtypes; the manifest's ``outputs`` entry gives the stored
+      ``dtype`` and the ``compute_dtype`` it was computed in.
 
     Raises:
       ArgumentError: bad ``batch_size``, ``key``, ``axis`` or ``data`` (leaves of different
         leading sizes, empty, an iterable whose batches change structure), an ``out`` that is not
-        writable (raised before any compute), that holds another run (the error names what
-        changed) or was written by another number of processes, or ``out=None`` with several
-        processes.
+        writable or is an existing file (raised before any compute), that holds another run (the
+        error names what changed) or was written by another number of processes, or
+        ``out=None`` with several processes.
+      ArgumentTypeError: ``attr_fn`` returns only scalars per example for a non-scalar first
+        argument (a score function ``f`` passed where ``ja.saliency(f)`` was meant), or uses a
+        floating per-example leaf of ``data`` as an index (float labels); both at trace time.
 
     Example:
       >>> import jax, jax.numpy as jnp, numpy as np, jaxattr as ja
@@ -165,7 +174,10 @@ def explain_dataset(
         try:
             closed, out_tree_shapes = jax.make_jaxpr(per_example, return_shape=True)(
                 example_args, idx_aval, key_data)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
+            _float_index(e, source)
+            if not isinstance(e, TypeError):
+                raise
             names = ["x", "key", *[f"arg{i}" for i in range(1, len(example_args))]] if key \
                 is not None else ["x", *[f"arg{i}" for i in range(1, len(example_args))]]
             e.add_note(f"{FN} called attr_fn({', '.join(names)}): a tuple/list data is spread "
@@ -177,10 +189,17 @@ def explain_dataset(
                                 strict=True) if jax.tree.leaves(out_tree_shapes) else ((), ())
     if not out_leaves:
         fail(FN, "attr_fn", attr_fn, "returns no arrays", "a function returning array(s)")
+    first_arg = jax.tree.leaves(example_args[0]) if example_args else []
+    if all(s.shape == () for s in out_leaves) and any(a.shape != () for a in first_arg):
+        fail_type(FN, "attr_fn", attr_fn, "returns a scalar per example (a score function?)",
+                  "an attribution function returning a map per example, such as "
+                  "ja.saliency(score)", "Pass ja.saliency(score) (or another method of it), "
+                  "not the score itself")
     out_treedef = jax.tree.structure(out_tree_shapes)
     names = leaf_names(list(out_paths))
     shapes = [tuple(s.shape) for s in out_leaves]
     dtypes = [np.dtype(s.dtype) for s in out_leaves]
+    stored = [file_dtype(d) for d in dtypes]  # bfloat16 -> float32: plain numpy reads the files
 
     fingerprint = {
         "format": FORMAT,
@@ -190,8 +209,9 @@ def explain_dataset(
         "batch_size": batch_size,
         "key": None if key is None else {"impl": str(impl), "data": key_data.tolist()},
         "attr_fn": None if path is None else _jaxpr_hash(closed),
-        "outputs": [{"name": n, "file": f"{n}.npy", "shape": list(s), "dtype": d.name}
-                    for n, s, d in zip(names, shapes, dtypes, strict=True)],
+        "outputs": [{"name": n, "file": f"{n}.npy", "shape": list(s), "dtype": f.name,
+                     **({"compute_dtype": d.name} if f != d else {})}
+                    for n, s, d, f in zip(names, shapes, dtypes, stored, strict=True)],
         "layout": {"process_count": nproc,
                    "rows": [[min(a, batch_size), min(b, batch_size)]
                             for _, (a, b) in sorted(ranges.items())]},
@@ -201,7 +221,7 @@ def explain_dataset(
         sink: Any = MemorySink(shapes, dtypes, source.n)
         complete_before = False
     else:
-        sink = DiskSink(path, names, shapes, dtypes, source.n, pid)
+        sink = DiskSink(path, names, shapes, stored, source.n, pid)
         old = read_manifest(path)
         if old is not None and not overwrite:
             changes = describe_changes(old.get("fingerprint", {}), fingerprint)
@@ -363,6 +383,30 @@ def _global(batch: Batch, local: list[np.ndarray], lo: int, hi: int, padded: int
                                                                      strict=True)]
     return [jax.make_array_from_process_local_data(sharding, x, (padded, *x.shape[1:]))
             for x in local]
+
+
+_INDEX_ERROR = re.compile(r"(?i)\b(indexer|indices|index)\b[^.]*\binteger")
+
+
+def _float_index(e: Exception, source: Any) -> None:
+    """Tracing ``attr_fn`` failed because a float was used as an index: if ``data`` has floating
+    leaves of one value per example (labels), raise an error naming them; else return."""
+    if not _INDEX_ERROR.search(str(e)):
+        return
+    labels = [(path, ex) for path, ex in zip(source.paths, source.example, strict=True)
+              if ex.shape == () and np.issubdtype(ex.dtype, np.floating)]
+    if not labels:
+        return
+    i = source.paths.index(labels[0][0])
+    leaf = (source.leaves if source.kind == "arrays" else source.first)[i]
+    try:
+        fail_type(FN, source.paths[i], shapes_only(leaf),
+                  f"holds floats (one per example) that attr_fn uses as an index (JAX: "
+                  f"{str(e).splitlines()[0]})", "integer labels (an int dtype such as int32)",
+                  "Cast them first, e.g. labels.astype(np.int32)")
+    except ArgumentTypeError as err:
+        err.data_leaf = i  # which leaf of data: the CLI names its DATA file
+        raise err from e
 
 
 def _jaxpr_hash(closed: Any) -> str:

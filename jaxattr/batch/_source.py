@@ -26,6 +26,24 @@ def is_array_like(x: Any) -> bool:
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "__getitem__")
 
 
+class _ArrayInfo:
+    """Stands for an array in an error message: its shape and dtype, never its contents."""
+
+    def __init__(self, x: Any):
+        self.text = f"<array of shape {tuple(x.shape)} and dtype {np.dtype(x.dtype)}>"
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def shapes_only(tree: Any) -> Any:
+    """``tree`` with every array leaf replaced by its shape and dtype (for error messages: a
+    tuple of arrays would otherwise print their contents)."""
+    with warnings.catch_warnings():  # a generator is a leaf: jax warns
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return jax.tree.map(lambda x: _ArrayInfo(x) if is_array_like(x) else x, tree)
+
+
 def call_args(tree: Any) -> tuple:
     """The positional arguments of ``attr_fn`` for one example (or one batch) of ``data``.
 
@@ -51,22 +69,26 @@ class ArraySource:
     kind = "arrays"
 
     def __init__(self, leaves: list, treedef: Any, batch_size: int, data: Any):
-        paths = [jax.tree_util.keystr(p) or "data"
+        paths = [f"data{jax.tree_util.keystr(p)}"
                  for p, _ in jax.tree_util.tree_flatten_with_path(data)[0]]
+        self.paths = paths
+        shown = shapes_only(data)
         for path, leaf in zip(paths, leaves, strict=True):
             if len(leaf.shape) == 0:
-                fail(FN, "data", data, f"has a 0-d leaf {path}",
+                fail(FN, "data", shown, f"has a 0-d leaf {path}",
                      "arrays with a leading example axis")
             if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-                fail(FN, "data", data, f"leaf {path} spans devices of other processes",
+                fail(FN, "data", shown, f"leaf {path} spans devices of other processes",
                      "numpy arrays or memmaps (each process reads its own rows)")
-        sizes = {path: int(leaf.shape[0]) for path, leaf in zip(paths, leaves, strict=True)}
-        if len(set(sizes.values())) > 1:
-            fail(FN, "data", data, f"has leaves with different leading sizes {sizes}",
+        sizes = [int(leaf.shape[0]) for leaf in leaves]
+        if len(set(sizes)) > 1:
+            each = ", ".join(f"{path} has shape {tuple(leaf.shape)}"
+                             for path, leaf in zip(paths, leaves, strict=True))
+            fail(FN, "data", shown, f"has leaves of different leading (example) sizes: {each}",
                  "one leading (example) size shared by every leaf")
-        self.n = next(iter(sizes.values()))
+        self.n = sizes[0]
         if self.n == 0:
-            fail(FN, "data", data, "is empty (leading axis has size 0)", "at least one example")
+            fail(FN, "data", shown, "is empty (leading axis has size 0)", "at least one example")
         self.leaves, self.treedef, self.batch_size = leaves, treedef, batch_size
         self.example = [jax.ShapeDtypeStruct(tuple(x.shape[1:]), np.dtype(x.dtype))
                         for x in leaves]
@@ -109,6 +131,8 @@ class IterableSource:
                  "at least one batch")
         self.first_tree = first
         leaves, self.treedef = jax.tree.flatten(first)
+        self.paths = [f"data batch{jax.tree_util.keystr(p)}"
+                      for p, _ in jax.tree_util.tree_flatten_with_path(first)[0]]
         leaves = self._check(leaves, self.treedef, 0, first=True)
         self.example = [jax.ShapeDtypeStruct(x.shape[1:], x.dtype) for x in leaves]
         self.first = leaves
@@ -211,7 +235,7 @@ def make_source(data: Any, batch_size: int) -> ArraySource | IterableSource:
     if not leaves:
         fail(FN, "data", data, "holds no arrays", "a pytree of arrays or an iterable of batches")
     bad = [type(x).__name__ for x in leaves if not is_array_like(x)]
-    fail_type(FN, "data", data, f"has non-array leaves of type {sorted(set(bad))}",
+    fail_type(FN, "data", shapes_only(data), f"has non-array leaves of type {sorted(set(bad))}",
               "a pytree of arrays (numpy, memmap, jax) with a common leading axis, or an "
               "iterable of such batches", "wrap Python lists with np.asarray")
     raise AssertionError  # unreachable

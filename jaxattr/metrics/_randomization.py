@@ -26,7 +26,8 @@ def rank_correlation(a: jax.Array, b: jax.Array) -> jax.Array:
         b: an array of ``a``'s shape.
 
     Returns:
-        A scalar in ``[-1, 1]``; ``nan`` if either array is constant.
+        A scalar in ``[-1, 1]``; exactly ``nan`` if either array is constant (an all-zero map
+        included), as ``scipy.stats.spearmanr``: the correlation is undefined, not 0.
 
     Raises:
         ArgumentError: if the shapes differ or the arrays are empty.
@@ -38,6 +39,8 @@ def rank_correlation(a: jax.Array, b: jax.Array) -> jax.Array:
         1.0
         >>> float(rank_correlation(jnp.array([1.0, 2.0, 3.0]), jnp.array([3.0, 2.0, 1.0])))
         -1.0
+        >>> float(rank_correlation(jnp.zeros((28, 28)), jnp.arange(784.0).reshape(28, 28)))
+        nan
 
     References:
         Adebayo et al., "Sanity Checks for Saliency Maps", arXiv:1810.03292 (rank correlation of
@@ -50,16 +53,23 @@ def rank_correlation(a: jax.Array, b: jax.Array) -> jax.Array:
     if a.size == 0:
         fail("rank_correlation", "a.shape", tuple(a.shape), "is empty", "non-empty arrays")
     dtype = jnp.result_type(a.dtype, b.dtype)
-    ra, rb = _average_ranks(a.ravel(), dtype), _average_ranks(b.ravel(), dtype)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return _safe_ratio((ra * rb).sum(), jnp.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    ra, rb = _centred_ranks(a.ravel(), dtype), _centred_ranks(b.ravel(), dtype)
+    norm = jnp.sqrt((ra * ra).sum()) * jnp.sqrt((rb * rb).sum())
+    return _safe_ratio((ra * rb).sum(), norm)
 
 
-def _average_ranks(v: jax.Array, dtype: Any) -> jax.Array:
+def _centred_ranks(v: jax.Array, dtype: Any) -> jax.Array:
+    """Twice the average rank minus its mean, ``2 r - (n + 1)``, computed in integers.
+
+    Average ranks always sum to ``n (n + 1) / 2``, so their mean is exactly ``(n + 1) / 2``:
+    centring on it in integer arithmetic makes a constant array's ranks exactly 0 (a float mean
+    of the ranks is off by rounding, which turned the ``nan`` of a constant map into ~1e-8).
+    The factor 2 cancels in the correlation.
+    """
     s = jnp.sort(v)
     lo = jnp.searchsorted(s, v, side="left")
     hi = jnp.searchsorted(s, v, side="right")
-    return (lo + hi + 1).astype(dtype) / 2  # mean of the 1-based ranks lo+1 .. hi
+    return (lo + hi - v.size).astype(dtype)  # 2 * mean(lo+1 .. hi) - (n + 1)
 
 
 _batched_rank_correlation = jax.jit(jax.vmap(rank_correlation))
@@ -172,6 +182,14 @@ def cascading_randomization(
     that explains the model must give low correlations once the weights are random; one whose maps
     stay correlated (Guided Backprop, in Adebayo et al.) depends on the input, not on the model.
 
+    **Undefined correlations.** An example whose original or randomised map is constant, most
+    often all zero because the re-drawn weights switch every ReLU off, has no rank correlation:
+    its entry is ``nan``, exactly (as ``scipy.stats.spearmanr``), never a number near 0. It is not
+    evidence that the map decorrelated (a method whose map vanishes has not been shown to depend
+    on the weights), so a verdict must treat it as undefined: average with ``np.nanmean``, report
+    how many entries are ``nan`` (``np.isnan(r.correlation).sum(axis=1)``), and call a layer with
+    no finite entry undefined, not a pass.
+
     Args:
         map_fn: ``(params, xs) -> maps`` for the whole batch, e.g.
             ``lambda p, xs: jax.vmap(ja.saliency(lambda x, y: model.apply(p, x[None])[0, y]))(xs,
@@ -191,7 +209,8 @@ def cascading_randomization(
 
     Returns:
         A :class:`CascadingRandomization` ``(layers, correlation, maps)``; ``correlation`` has
-        shape ``(len(layers), N)``, with ``nan`` for an example whose map is constant.
+        shape ``(len(layers), N)``, with ``nan`` (undefined, see above) for an example whose
+        original or randomised map is constant.
 
     Raises:
         ArgumentError: if ``layers`` is empty or a name is not found (or found twice), ``mode`` is
