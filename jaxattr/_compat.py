@@ -1,8 +1,8 @@
 """JAX-version compatibility: every JAX internal the library relies on, in one place.
 
 The interpreter (``jaxattr._jaxpr``) and the memory estimate (``jaxattr._budget``) read jaxprs;
-what differs between the JAX versions in the declared range (``pyproject.toml``: jax >= 0.6,
-tested at its floor and at the newest release by ``.ci/run``) is handled here and nowhere else.
+what differs between the JAX versions in the declared range (``pyproject.toml``: jax >= 0.6.1,
+tested at that floor and at the newest release by ``.ci/run``) is handled here and nowhere else.
 Each function behaves the same on every version in the range; ``tests/test_compat.py`` tests
 each one (and each version branch that can be reached on the JAX it runs on).
 
@@ -14,12 +14,15 @@ The differences, by JAX version:
   ClosedJaxpr, dropping its constants, which the interpreter needs).
 * ``source_info_util.user_frame`` (internal): takes an equation's SourceInfo in 0.6, its
   traceback from 0.7 on (:func:`source_file`).
-* ``Primitive.get_bind_params``: returns ``(subfuns, params)`` up to 0.9, one dict (holding
-  ``"subfuns"`` where the primitive has them) from 0.10 on (:func:`bind`).
+* ``Primitive.get_bind_params``: returns ``(subfuns, params)`` up to 0.8, one dict (holding
+  ``"subfuns"`` where the primitive has them) from 0.9 on (:func:`bind_params`).
 * ``shard_map``'s equation parameters: ``manual_axes`` up to 0.9, ``newly_manual_axes`` from
   0.10 on (:func:`shard_map`).
-* The higher-order primitive of ``jax.jit`` is named ``pjit`` in 0.6 and ``jit`` from 0.7 on: the
-  interpreter registers its handler under both names.
+* ``jax.jit``'s primitive is named ``pjit`` in 0.6 and ``jit`` from 0.7 on: the interpreter
+  registers its handler under both names; :func:`primitive_name` gives the newest spelling.
+* ``jax.enable_x64``: from 0.8 on; ``jax.experimental.enable_x64`` before (:func:`enable_x64`).
+* ``jax.shard_map``: from 0.6.1 on (0.6.0 has only ``jax.experimental.shard_map``, with other
+  parameters): the reason the floor is 0.6.1.
 """
 
 from __future__ import annotations
@@ -31,11 +34,22 @@ from typing import Any
 import jax
 from jax.extend import core as jcore
 
-__all__ = ["DropVar", "bind", "closed", "jaxprs_in_params", "rebind", "shard_map",
-           "source_file", "source_line"]
+__all__ = ["DropVar", "bind", "bind_params", "closed", "enable_x64", "jaxprs_in_params",
+           "primitive_name", "rebind", "shard_map", "shard_map_axis_names", "source_file",
+           "source_line"]
 
 #: The class of the ``_`` outputs of an equation (outputs nothing reads).
 DropVar: type = getattr(jcore, "DropVar", None) or jax.core.DropVar  # jax < 0.10: jax.core
+
+
+# Older names of primitives -> the newest JAX's.
+_RENAMED = {"pjit": "jit"}
+
+
+def primitive_name(eqn) -> str:
+    """The name of ``eqn``'s primitive as the newest JAX spells it (``pjit`` -> ``jit``)."""
+    name = eqn.primitive.name
+    return _RENAMED.get(name, name)
 
 
 def closed(jaxpr) -> jcore.ClosedJaxpr:
@@ -92,10 +106,10 @@ def _frames_arg(source_info_util, source_info):
 def bind_params(eqn) -> tuple[tuple, dict[str, Any]]:
     """``(subfuns, params)`` to bind ``eqn``'s primitive with, on every JAX version."""
     got = eqn.primitive.get_bind_params(eqn.params)
-    if isinstance(got, tuple):  # jax < 0.10: (subfuns, params)
+    if isinstance(got, tuple):  # jax < 0.9: (subfuns, params)
         subfuns, params = got
         return tuple(subfuns), params
-    return (), got  # jax >= 0.10: one dict (holding "subfuns" where the primitive has them)
+    return (), got  # jax >= 0.9: one dict (holding "subfuns" where the primitive has them)
 
 
 def bind(eqn, invals: list) -> list:
@@ -113,6 +127,14 @@ def bind(eqn, invals: list) -> list:
 def rebind(eqn, invals: list, **new_params) -> list:
     """Bind ``eqn``'s primitive with some parameters replaced (a jit with a rewritten body)."""
     return bind(eqn.replace(params={**eqn.params, **new_params}), invals)
+
+
+def enable_x64(new_val: bool = True):
+    """A context manager that sets 64-bit mode to ``new_val`` inside it (``jax.enable_x64``)."""
+    native = getattr(jax, "enable_x64", None)
+    if native is None:  # jax < 0.8
+        from jax.experimental import enable_x64 as native
+    return native(new_val)
 
 
 def shard_map_axis_names(params: dict[str, Any]) -> frozenset:

@@ -75,10 +75,11 @@ import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
+from ._compat import DropVar, jaxprs_in_params
 from ._compat import bind as _bind
 from ._compat import closed as _closed
-from ._compat import jaxprs_in_params
 from ._compat import rebind as _rebind
+from ._compat import shard_map as _shard_map
 from ._compat import source_file as _source_file
 from ._compat import source_line as _source_line
 from .errors import UnsupportedPrimitiveError, warn
@@ -203,19 +204,6 @@ def _custom_body(eqn) -> jcore.ClosedJaxpr:
     )
 
 
-def _shard_map(eqn, body: Callable, args: list) -> list:
-    p = eqn.params
-    mapped = jax.shard_map(
-        lambda *a: tuple(body(*a)),
-        mesh=p["mesh"],
-        in_specs=tuple(p["in_specs"]),
-        out_specs=tuple(p["out_specs"]),
-        check_vma=p.get("check_vma", True),
-        axis_names=set(p.get("newly_manual_axes", p["mesh"].axis_names)),
-    )
-    return list(mapped(*args))
-
-
 def _value_avals(vals) -> list[jax.ShapeDtypeStruct]:
     return [jax.ShapeDtypeStruct(np.shape(v.value), jnp.result_type(v.value)) for v in vals]
 
@@ -302,7 +290,7 @@ class _Interpreter:
                     e._jaxattr_noted = True
                 raise
             for var, out in zip(eqn.outvars, outs, strict=True):
-                if not isinstance(var, jcore.DropVar):
+                if not isinstance(var, DropVar):
                     env[var] = self.cast(out)
         self.site = outer_site
         return [read(v) for v in jaxpr.outvars]

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
-from jax.extend import core as jcore
 
 import jaxattr as ja
+from jaxattr._compat import jaxprs_in_params
 from jaxattr._jaxpr import canonical_convs
 
 
@@ -29,7 +29,7 @@ def _convs(jaxpr) -> list:
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "conv_general_dilated":
             found.append(eqn)
-        for sub in jcore.jaxprs_in_params(eqn.params):
+        for sub in jaxprs_in_params(eqn.params):
             found += _convs(sub)
     return found
 

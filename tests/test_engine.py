@@ -22,6 +22,7 @@ from jax import lax
 from jax.ad_checkpoint import print_saved_residuals
 
 import jaxattr as ja
+from jaxattr._compat import jaxprs_in_params, primitive_name
 from jaxattr._jaxpr import Rules, find_relus, rewrite
 from jaxattr.errors import (
     ArgumentError,
@@ -241,8 +242,8 @@ def test_closed_call_is_followed():
     z = W1 @ X
     body = jax.make_jaxpr(jax.nn.relu)(z)
     outer = jax.make_jaxpr(lambda h: 2.0 * h)(z)
-    eqn = jcore.new_jaxpr_eqn(list(outer.jaxpr.invars), list(outer.jaxpr.outvars),
-                              jax_core.closed_call_p, {"call_jaxpr": body}, jax_core.no_effects)
+    eqn = jax_core.new_jaxpr_eqn(list(outer.jaxpr.invars), list(outer.jaxpr.outvars),
+                                 jax_core.closed_call_p, {"call_jaxpr": body}, jax_core.no_effects)
     call = jcore.jaxpr_as_fun(jcore.ClosedJaxpr(outer.jaxpr.replace(eqns=[eqn]), ()))
 
     def f(x):
@@ -265,9 +266,9 @@ def test_named_call_and_named_scope_are_followed():
 def _eqns(jaxpr, name):
     jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == name:
+        if primitive_name(eqn) == name:  # pjit in jax 0.6 is jit
             yield eqn
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        for sub in jaxprs_in_params(eqn.params):
             yield from _eqns(sub, name)
 
 

@@ -3,13 +3,13 @@
 import math
 import warnings
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import slowroll_shared as shared
 from slowroll_shared import family
 
+from jaxattr._compat import enable_x64
 from jaxattr.errors import ArgumentError, ArgumentTypeError
 from jaxattr.slowroll import background, flow_parameters, horizon_k, potential_parameters
 
@@ -89,7 +89,7 @@ def test_x64_off_n_end_arithmetic_stays_float64(quadratic):
     n_end as a jax array (the old code) makes the dtype float32 and the k differ by 3e-6."""
     bg = quadratic
     exact = horizon_k(bg, float(bg.n_end) - 60.0)
-    with jax.enable_x64(False), warnings.catch_warnings():
+    with enable_x64(False), warnings.catch_warnings():
         warnings.simplefilter("error")  # and nothing to warn about
         n = bg.n_end - 60
         assert n.dtype == np.float64
@@ -103,7 +103,7 @@ def test_x64_off_float32_inputs_warned(quadratic):
     before any float64 arithmetic; it passes the float64 output check) are warned about.
     Mutation: deleting either warning fails its pytest.warns."""
     bg = quadratic
-    with jax.enable_x64(False):
+    with enable_x64(False):
         n32 = jnp.asarray(float(bg.n_end), jnp.float32) - 60
         assert n32.dtype == jnp.float32
         with pytest.warns(UserWarning, match="horizon_k: n has dtype float32: it was rounded"):

@@ -23,6 +23,7 @@ import numpy as np
 import optimistix as optx
 
 from .._checks import check_callable, check_int, check_real, fail, fail_type
+from .._compat import enable_x64
 
 __all__ = ["Background", "background"]
 
@@ -33,7 +34,7 @@ def x64():
     """Context manager enabling float64 locally (the module never flips it globally)."""
     if jax.config.jax_enable_x64:
         return contextlib.nullcontext()
-    return jax.enable_x64(True)
+    return enable_x64(True)
 
 
 def _warn_low_precision_leaves(potential, fn: str) -> None:
