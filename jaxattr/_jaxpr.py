@@ -35,7 +35,17 @@ max-pooling (unless ``rules.maxpool``), the max of two non-constant tensors. ReL
 ``where(x > 0, x, 0)`` or ``x * (x > 0)`` are not rewritten either: jaxattr warns and names the
 source line (write ``jax.nn.relu(x)``).
 
-What is swapped:
+**One walker, several rule sets.** This module is the walker: it evaluates a jaxpr equation by
+equation, follows control flow, tracks what is statically known about each value (computed from
+constants only, all zeros), and knows no rule. Rule sets are modules that register handlers with
+it, per primitive (:func:`register`; a handler gets ``next_`` to evaluate the equation with the
+handlers after it and finally the walker's own), per-jaxpr analyses (:func:`register_analysis`)
+and end-of-walk reports (:func:`register_report`), as folx registers its rules:
+``jaxattr._rules_relu`` (the ReLU detector and rules, RectGrad's max-pool and padding-trick
+variants, the "no ReLU" warning) and ``jaxattr._rules_layout`` (the canonical-layout mode). A new
+rule set touches no walker code.
+
+What the ReLU rule set swaps:
 
 * at every ReLU, ``rules.relu(a_out, g_out) -> g_in`` in a ``jax.custom_vjp`` that saves only
   the ReLU's output ``a_out`` (``x > 0`` iff ``a > 0``), or nothing if ``rules.relu_reads_output``
@@ -43,7 +53,7 @@ What is swapped:
 * optionally at max-pooling (``reduce_window_max``), ``rules.maxpool`` builds the custom_vjp;
 * optionally at SAME-padded convolutions, ``rules.same_conv_output`` wraps the conv output.
 
-Dispatch goes through a registry keyed by primitive name. A higher-order primitive whose body
+Control flow (the walker's own handlers): a higher-order primitive whose body
 holds nothing to rewrite is bound unchanged. Otherwise: ``jit``/``pjit`` is re-bound with the
 rewritten body and all its other parameters (shardings, donation, ``inline``, name);
 ``closed_call``/``core_call`` are inlined; ``remat`` becomes ``jax.checkpoint`` (same policy);
@@ -64,8 +74,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -80,12 +88,11 @@ from ._compat import bind as _bind
 from ._compat import closed as _closed
 from ._compat import rebind as _rebind
 from ._compat import shard_map as _shard_map
-from ._compat import source_file as _source_file
 from ._compat import source_line as _source_line
-from .errors import UnsupportedPrimitiveError, warn
+from .errors import UnsupportedPrimitiveError
 
-__all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus",
-           "rewrite"]
+__all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus", "register",
+           "register_analysis", "register_report", "rewrite"]
 
 # Primitives that change only shape, dtype or variance annotations: a zero in is a zero out.
 _ZERO_PRESERVING = frozenset(
@@ -113,24 +120,31 @@ class Rules:
                 or self.same_conv_output is not None)
 
 
-_COUNT_ONLY = Rules(relu=lambda a, g: g, relu_reads_output=False)
-
-
 @dataclasses.dataclass
 class _Stats:
-    relus: int = 0
-    sites: int = 0  # everything rewritten: ReLUs, max-pools, SAME convs
-    in_custom: list[str] = dataclasses.field(default_factory=list)
-    relu_like: list[str] = dataclasses.field(default_factory=list)
-    raw_max: list[str] = dataclasses.field(default_factory=list)  # kept: user code
+    """What a walk rewrote (``sites``: every site of every rule set) and what rule sets noted:
+    ``counts[kind]`` and ``notes[kind]`` (source lines, each once), merged up from bodies."""
+
+    sites: int = 0
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    notes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     out_facts: list[tuple[bool, bool]] = dataclasses.field(default_factory=list)  # not merged
 
+    def count(self, kind: str, n: int = 1) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + n
+
+    def note(self, kind: str, where: str) -> None:
+        seen = self.notes.setdefault(kind, [])
+        if where not in seen:
+            seen.append(where)
+
     def merge(self, other: _Stats) -> None:
-        self.relus += other.relus
         self.sites += other.sites
-        self.in_custom += [w for w in other.in_custom if w not in self.in_custom]
-        self.relu_like += [w for w in other.relu_like if w not in self.relu_like]
-        self.raw_max += [w for w in other.raw_max if w not in self.raw_max]
+        for kind, n in other.counts.items():
+            self.count(kind, n)
+        for kind, wheres in other.notes.items():
+            for where in wheres:
+                self.note(kind, where)
 
 
 @dataclasses.dataclass(eq=False)
@@ -224,12 +238,11 @@ class _Interpreter:
         self.site = ""  # the user's source line of the equation being interpreted
         self.dtype = rules.dtype
         self.stats = _Stats()
-        self._relu = (_make_relu(rules.relu, rules.relu_reads_output)
-                      if rules.relu is not None else None)
+        self.cache: dict[Any, Any] = {}  # rule sets' per-walk objects, shared with bodies
 
     def child(self) -> _Interpreter:
         sub = _Interpreter.__new__(_Interpreter)
-        sub.rules, sub.inside_custom, sub._relu = self.rules, self.inside_custom, self._relu
+        sub.rules, sub.inside_custom, sub.cache = self.rules, self.inside_custom, self.cache
         sub.dtype = self.dtype
         sub.site = self.site  # inside jax's own functions, point at the user's call
         sub.stats = _Stats()
@@ -273,14 +286,13 @@ class _Interpreter:
         for var, val in zip(jaxpr.invars, args, strict=True):
             env[var] = self.cast(val)
         known_const = {v for v in [*jaxpr.constvars, *jaxpr.invars] if env[v].const}
-        clamped = _clamped_maxes(jaxpr, known_const)
+        ctx = {name: analysis(jaxpr, known_const) for name, analysis in _ANALYSES.items()}
         outer_site = self.site
         for eqn in jaxpr.eqns:
             self.site = _source_line(eqn).strip() or outer_site
             invals = [read(v) for v in eqn.invars]
-            handler = _HANDLERS.get(eqn.primitive.name, _default)
             try:
-                outs = handler(self, eqn, invals, clamped)
+                outs = _dispatch(self, eqn, invals, ctx)
             except UnsupportedPrimitiveError:
                 raise
             except Exception as e:  # name the primitive the interpreter was handling
@@ -347,26 +359,6 @@ def _concrete_zero(c) -> bool:
     return arr.size > 0 and arr.dtype.kind in "fiub" and bool(np.all(arr == 0))
 
 
-def _clamped_maxes(jaxpr, known_const: set) -> set:
-    """Outputs of ``max`` that a ``min`` against a constant clamps (``clip``): not ReLUs."""
-    consts = set(known_const)
-    for eqn in jaxpr.eqns:  # vars computed from constants only
-        if eqn.invars and all(isinstance(v, jcore.Literal) or v in consts for v in eqn.invars):
-            consts.update(eqn.outvars)
-    clamped = set()
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "min":
-            a, b = eqn.invars
-            for x, y in ((a, b), (b, a)):
-                y_const = isinstance(y, jcore.Literal) or y in consts
-                if not isinstance(x, jcore.Literal) and y_const:
-                    clamped.add(x)
-    return clamped
-
-
-# -- handlers: (interp, eqn, invals, clamped) -> outvals ---------------------------------------
-
-
 def _unchanged(interp: _Interpreter, eqn, invals: list[_Val]) -> list[_Val]:
     subjaxprs = list(jaxprs_in_params(eqn.params))
     const = bool(invals) and all(v.const for v in invals) and not subjaxprs
@@ -387,7 +379,7 @@ def _unchanged(interp: _Interpreter, eqn, invals: list[_Val]) -> list[_Val]:
     return [_Val(o, const=const, zero=zero, positive_mask_of=mask_of) for o in outs]
 
 
-def _default(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
+def _default(interp: _Interpreter, eqn, invals: list[_Val], ctx) -> list[_Val]:
     subs = list(jaxprs_in_params(eqn.params))
     if subs and interp.rules.changes_gradients and _sites_in(interp, subs):
         raise UnsupportedPrimitiveError(
@@ -410,129 +402,18 @@ def _sites_in(interp: _Interpreter, subs) -> bool:
         except UnsupportedPrimitiveError:
             return True
         except Exception:
-            return _contains_max_or_relu(closed.jaxpr)
+            return any(check(closed.jaxpr) for check in _MAY_REWRITE)
         if stats.sites:
             return True
     return False
 
 
-def _contains_max_or_relu(jaxpr) -> bool:
-    jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
-    return any(eqn.primitive.name in ("max", "reduce_window_max") or _is_nn_relu(eqn)
-               or any(_contains_max_or_relu(s) for s in jaxprs_in_params(eqn.params))
-               for eqn in jaxpr.eqns)
-
-
-def _contains_nn_relu(jaxpr) -> bool:
-    jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
-    return any(_is_nn_relu(eqn) or any(_contains_nn_relu(s)
-                                        for s in jaxprs_in_params(eqn.params))
-               for eqn in jaxpr.eqns)
-
-
-def _apply_relu(interp: _Interpreter, x, dtype, shape) -> list[_Val]:
-    x = jnp.broadcast_to(x, shape).astype(interp.dtype or dtype)
-    interp.stats.relus += 1
-    interp.stats.sites += 1
-    return [_Val(interp._relu(x))]
-
-
-def _max(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
-    """A raw ``max(x, 0)``: rewritten only with ``Rules.raw_max`` and in the user's own code;
-    otherwise a user-code site is remembered, so that a function with no named ReLU warns."""
-    (a, b), out = invals, eqn.outvars[0]
-    raw_relu = (
-        interp._relu is not None
-        and not interp.inside_custom
-        and jnp.issubdtype(out.aval.dtype, jnp.floating)
-        and out not in clamped
-        and not (a.const and b.const)
-        and _is_zero(a) != _is_zero(b)
-        and not _in_library(eqn)
-    )
-    if not raw_relu:
-        return _default(interp, eqn, invals, clamped)
-    if not interp.rules.raw_max:
-        where = interp.site or "<unknown source>"
-        if where not in interp.stats.raw_max:
-            interp.stats.raw_max.append(where)
-        return _default(interp, eqn, invals, clamped)
-    x = b.value if _is_zero(a) else a.value
-    return _apply_relu(interp, x, out.aval.dtype, out.aval.shape)
-
-
-# Libraries whose layers call jax.nn.relu for their ReLUs: a max(x, 0) written in their source is
-# part of another operation (the variance clamp of a normalisation layer), never an activation.
-_LIBRARIES = ("jax", "flax", "equinox", "haiku", "optax", "penzai", "jaxattr")
-
-
-@functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    dirs = []
-    for name in _LIBRARIES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):  # pragma: no cover - broken installation
-            spec = None
-        for d in (spec.submodule_search_locations or []) if spec else []:
-            dirs.append(os.path.join(os.path.realpath(d), ""))
-    return tuple(dirs)
-
-
-def _in_library(eqn) -> bool:
-    path = _source_file(eqn)
-    return bool(path) and os.path.realpath(path).startswith(_library_dirs())
-
-
-def _positive_mask(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
-    """``gt(x, 0)`` / ``lt(0, x)``: remember that the result is x's positive mask."""
-    outs = _unchanged(interp, eqn, invals)
-    a, b = invals
-    x, zero = (a, b) if eqn.primitive.name == "gt" else (b, a)
-    if not x.const and _is_zero(zero) and jnp.issubdtype(eqn.invars[0].aval.dtype, jnp.floating):
-        outs[0].positive_mask_of = x
-    return outs
-
-
-def _note_relu_like(interp: _Interpreter, eqn) -> None:
-    where = interp.site or "<unknown source>"
-    if not interp.inside_custom and where not in interp.stats.relu_like:
-        interp.stats.relu_like.append(where)
-
-
-def _select_n(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
-    if len(invals) == 3 and interp._relu is not None:  # select_n(x > 0, 0, x) is a ReLU
-        pred, on_false, on_true = invals
-        if pred.positive_mask_of is on_true and _is_zero(on_false):
-            _note_relu_like(interp, eqn)
-    return _unchanged(interp, eqn, invals)
-
-
-def _mul(interp: _Interpreter, eqn, invals: list[_Val], clamped) -> list[_Val]:
-    a, b = invals
-    if interp._relu is not None and (b.positive_mask_of is a or a.positive_mask_of is b):
-        _note_relu_like(interp, eqn)  # x * (x > 0) is a ReLU
-    return _unchanged(interp, eqn, invals)
-
-
-def _custom_jvp(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    if _is_nn_relu(eqn) and interp._relu is not None and not interp.inside_custom:
-        out = eqn.outvars[0].aval
-        return _apply_relu(interp, invals[0].value, out.dtype, out.shape)
-    return _custom_function(interp, eqn, invals)
-
-
-def _custom_function(interp: _Interpreter, eqn, invals) -> list[_Val]:
-    """A function with its own derivative rule keeps it; warn if a jax.nn.relu is inside.
+def _custom_function(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
+    """A function with its own derivative rule keeps it.
 
     Canonical-layout mode (values only, no derivative changes) rewrites the body and re-binds
     it with the function's own derivative rule, traced from the original body, unchanged.
     """
-    if interp._relu is not None and not interp.inside_custom and _contains_nn_relu(
-            _custom_body(eqn)):
-        where = f"{_custom_name(eqn)} ({eqn.primitive.name}) at {_source_line(eqn)}"
-        if where not in interp.stats.in_custom:
-            interp.stats.in_custom.append(where)
     if interp.rules.canonical_conv and not interp.rules.changes_gradients and not interp.dtype:
         key = next(k for k in ("call_jaxpr", "fun_jaxpr") if k in eqn.params)
         body = _custom_body(eqn)
@@ -547,7 +428,7 @@ def _custom_function(interp: _Interpreter, eqn, invals) -> list[_Val]:
     return _unchanged(interp, eqn, invals)
 
 
-def _jit(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _jit(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     closed = _closed(eqn.params["jaxpr"])
     casting = interp.casting(eqn, invals)
     new, stats = interp.trace_rewritten(
@@ -562,11 +443,11 @@ def _jit(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     return [_Val(o, const=c, zero=z) for o, (c, z) in zip(outs, stats.out_facts, strict=True)]
 
 
-def _inline_call(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _inline_call(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     return interp.eval_closed(_closed(eqn.params["call_jaxpr"]), invals)
 
 
-def _remat(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _remat(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     casting = interp.casting(eqn, invals)
     new, stats = interp.trace_rewritten(_closed(eqn.params["jaxpr"]), invals,
                                         _value_avals(invals) if casting else _avals(eqn.invars))
@@ -578,7 +459,7 @@ def _remat(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     return [_Val(o) for o in fn(*[v.value for v in invals])]
 
 
-def _scan(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _scan(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     p = eqn.params
     nc, nk = p["num_consts"], p["num_carry"]
     body = _closed(p["jaxpr"])
@@ -604,7 +485,7 @@ def _scan(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     return [_Val(o) for o in [*carry, *ys]]
 
 
-def _cond(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _cond(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     index, *ops = invals
     casting = interp.casting(eqn, invals)
     rewritten, any_sites = [], casting
@@ -620,7 +501,7 @@ def _cond(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     return [_Val(o) for o in outs]
 
 
-def _while(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _while(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     p = eqn.params
     cn, bn = p["cond_nconsts"], p["body_nconsts"]
     cconsts, bconsts, init = invals[:cn], invals[cn:cn + bn], invals[cn + bn:]
@@ -643,7 +524,7 @@ def _while(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
     return [_Val(o) for o in outs]
 
 
-def _shard_map_handler(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
+def _shard_map_handler(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     body = _closed(eqn.params["jaxpr"])
     stats = _Stats()
     try:
@@ -662,106 +543,19 @@ def _shard_map_handler(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]
     return [_Val(o) for o in outs]
 
 
-def _reduce_window_max(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    if interp.rules.maxpool is None or interp.inside_custom:
-        return _default(interp, eqn, invals, clamped)
-    interp.stats.sites += 1
-    pool = interp.rules.maxpool(**eqn.params)
-    return [_Val(pool(invals[0].value))]
+# ---------------------------------------------------------------------------------------------
+# The registry: the walker's own handlers (control flow), and what rule sets register.
+#
+# A rule set (``_rules_relu``, ``_rules_layout``) registers, per primitive name, a handler
+# ``(interp, eqn, invals, ctx, next_) -> outvals``; ``next_()`` evaluates the equation with the
+# handlers registered after it, and finally with the walker's own (control flow, or ``_default``:
+# bind as traced). ``ctx`` holds, per jaxpr, what each registered analysis found
+# (``register_analysis``). ``register_report`` adds what runs once a whole function was walked.
 
-
-def _conv(interp: _Interpreter, eqn, invals, clamped) -> list[_Val]:
-    if interp.rules.canonical_conv and not _is_canonical_conv(eqn):
-        interp.stats.sites += 1
-        outs = [_Val(_canonical_conv(eqn, [v.value for v in invals]))]
-    else:
-        outs = _default(interp, eqn, invals, clamped)
-    if (interp.rules.same_conv_output is None or interp.inside_custom
-            or not _is_same_padded(eqn)):
-        return outs
-    interp.stats.sites += 1
-    spatial = tuple(eqn.params["dimension_numbers"].out_spec[2:])
-    return [_Val(interp.rules.same_conv_output(outs[0].value, spatial))]
-
-
-def _is_same_padded(eqn) -> bool:
-    """Padded convolution whose output keeps ceil(input / stride) positions (SAME)."""
-    p = eqn.params
-    if not any(lo > 0 or hi > 0 for lo, hi in p["padding"]):
-        return False
-    dn = p["dimension_numbers"]
-    in_shape, out_shape = eqn.invars[0].aval.shape, eqn.outvars[0].aval.shape
-    dil = p.get("lhs_dilation") or (1,) * len(p["window_strides"])
-    for d_in, d_out, s, ld in zip(dn.lhs_spec[2:], dn.out_spec[2:], p["window_strides"], dil,
-                                  strict=True):
-        if ld != 1 or out_shape[d_out] != -(-in_shape[d_in] // s):
-            return False
-    return True
-
-
-def _canonical_specs(nd: int) -> lax.ConvDimensionNumbers:
-    """XLA:CPU's fast layout: input and output (batch, spatial..., feature), kernel (spatial...,
-    in-feature, out-feature): NHWC / HWIO in two dimensions."""
-    io = (0, nd - 1, *range(1, nd - 1))
-    return lax.ConvDimensionNumbers(lhs_spec=io, rhs_spec=(nd - 1, nd - 2, *range(nd - 2)),
-                                    out_spec=io)
-
-
-def _is_canonical_conv(eqn) -> bool:
-    dn = eqn.params["dimension_numbers"]
-    return dn == _canonical_specs(len(dn.lhs_spec))
-
-
-def _canonical_conv(eqn, invals: list) -> jax.Array:
-    """The same convolution computed in the canonical layout, between transposes.
-
-    Every logical dimension keeps its role and the spatial dimensions keep their order, so the
-    window parameters stay valid and the result is the same (the transposes are exact).
-    """
-    dn = eqn.params["dimension_numbers"]
-    lhs, rhs = invals
-    lhs = jnp.transpose(lhs, (dn.lhs_spec[0], *dn.lhs_spec[2:], dn.lhs_spec[1]))
-    rhs = jnp.transpose(rhs, (*dn.rhs_spec[2:], dn.rhs_spec[1], dn.rhs_spec[0]))
-    out = _bind(eqn.replace(params={**eqn.params,
-                                    "dimension_numbers": _canonical_specs(len(dn.lhs_spec))}),
-                [lhs, rhs])[0]
-    nd = len(dn.out_spec)
-    position = {dn.out_spec[0]: 0, dn.out_spec[1]: nd - 1}  # original axis -> canonical axis
-    position.update({d: 1 + i for i, d in enumerate(dn.out_spec[2:])})
-    return jnp.transpose(out, [position[d] for d in range(nd)])
-
-
-def canonical_convs(fun: Callable) -> Callable:
-    """``fun`` with every convolution computed in XLA:CPU's canonical layout (same values).
-
-    XLA:CPU canonicalises convolution layouts (so that they run on its fast Eigen/XNNPACK
-    kernels) only in a program's entry computation. Inside a loop body (``lax.fori_loop``,
-    ``lax.scan``, ``lax.map``) a convolution in another layout runs on a generic emitter, 10 to
-    20 times slower. The input gradient of every NHWC/HWIO convolution is one (JAX transposes the
-    kernel's feature dimensions), so a chunked SmoothGrad over a CNN ran ~3x slower than the
-    same passes at top level. Applied to a loop body, this restores the fast kernels; the
-    transposes it adds are exact. Nothing else is changed: a primitive it does not know is bound
-    as traced.
-    """
-    return rewrite(fun, Rules(canonical_conv=True), name="canonical_convs")
-
-
-def cpu_loop_body(fun: Callable) -> Callable:
-    """``canonical_convs(fun)`` on the CPU backend, ``fun`` itself elsewhere: wrap the body of
-    every ``lax.fori_loop``/``lax.scan``/``lax.map`` that may evaluate a user's model."""
-    return canonical_convs(fun) if jax.default_backend() == "cpu" else fun
-
-
-_HANDLERS: dict[str, Callable] = {
-    "max": _max,
-    "gt": _positive_mask,
-    "lt": _positive_mask,
-    "select_n": _select_n,
-    "mul": _mul,
-    "custom_jvp_call": _custom_jvp,
-    "custom_vjp_call": lambda interp, eqn, invals, clamped: _custom_function(interp, eqn, invals),
-    "custom_vjp_call_jaxpr": lambda interp, eqn, invals, clamped: _custom_function(
-        interp, eqn, invals),
+_BASE: dict[str, Callable] = {
+    "custom_jvp_call": _custom_function,
+    "custom_vjp_call": _custom_function,
+    "custom_vjp_call_jaxpr": _custom_function,
     "pjit": _jit,  # renamed "jit" in jax 0.7
     "jit": _jit,
     "closed_call": _inline_call,
@@ -774,29 +568,49 @@ _HANDLERS: dict[str, Callable] = {
     "cond": _cond,
     "while": _while,
     "shard_map": _shard_map_handler,
-    "reduce_window_max": _reduce_window_max,
-    "conv_general_dilated": _conv,
 }
+_RULES: dict[str, list[Callable]] = {}
+_ANALYSES: dict[str, Callable] = {}
+_REPORTS: list[Callable] = []
+_MAY_REWRITE: list[Callable] = []
 
 
-# ---------------------------------------------------------------------------------------------
-# ReLU as custom_vjp with a swapped backward.
+def register(*primitives: str) -> Callable:
+    """Decorator: a rule set's handler for these primitives (outermost first, in import order)."""
+
+    def deco(handler: Callable) -> Callable:
+        for name in primitives:
+            _RULES.setdefault(name, []).append(handler)
+        return handler
+
+    return deco
 
 
-def _make_relu(rule, reads_output: bool):
-    @jax.custom_vjp
-    def relu(x):
-        return jnp.maximum(x, jnp.zeros((), x.dtype))
+def register_analysis(name: str, analysis: Callable) -> None:
+    """``analysis(jaxpr, known_const_vars)`` runs once per jaxpr walked; handlers read its result
+    as ``ctx[name]``."""
+    _ANALYSES[name] = analysis
 
-    def fwd(x):
-        a = jnp.maximum(x, jnp.zeros((), x.dtype))
-        return a, (a if reads_output else None)
 
-    def bwd(a, g):
-        return (rule(a, g).astype(g.dtype),)
+def register_report(report: Callable, may_rewrite: Callable | None = None) -> None:
+    """``report(stats, rules, name)`` runs after a whole function was walked (warnings);
+    ``may_rewrite(jaxpr)``, if given, says conservatively whether a body that cannot be traced
+    alone holds a site of this rule set (then an unknown primitive around it raises)."""
+    _REPORTS.append(report)
+    if may_rewrite is not None:
+        _MAY_REWRITE.append(may_rewrite)
 
-    relu.defvjp(fwd, bwd)
-    return relu
+
+def _dispatch(interp: _Interpreter, eqn, invals: list[_Val], ctx: dict) -> list[_Val]:
+    chain = _RULES.get(eqn.primitive.name, ())
+    base = _BASE.get(eqn.primitive.name, _default)
+
+    def call(i: int) -> list[_Val]:
+        if i == len(chain):
+            return base(interp, eqn, invals, ctx)
+        return chain[i](interp, eqn, invals, ctx, lambda: call(i + 1))
+
+    return call(0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -824,8 +638,8 @@ def rewrite(
         interp = _Interpreter(rules)
         flat_args = jax.tree_util.tree_leaves(args)
         outs = interp.eval_closed(closed, [_Val(a) for a in flat_args])
-        if rules.relu is not None:
-            _report(interp.stats, name, raw_max=rules.raw_max)
+        for report in _REPORTS:
+            report(interp.stats, rules, name)
         leaves, treedef = jax.tree_util.tree_flatten(out_shape)
         return jax.tree_util.tree_unflatten(  # outputs in the dtypes f returns
             treedef, [jnp.asarray(o.value).astype(s.dtype) for o, s in zip(outs, leaves,
@@ -834,66 +648,7 @@ def rewrite(
     return rewritten
 
 
-@dataclasses.dataclass(frozen=True)
-class ReluReport:
-    """What the engine finds in a function: ReLUs it would rewrite, and ReLUs it would not."""
-
-    relus: int
-    in_custom: tuple[str, ...]  # custom_jvp/custom_vjp functions holding a jax.nn.relu
-    relu_like: tuple[str, ...]  # where(x > 0, x, 0) / x * (x > 0), by source line
-    raw_max: tuple[str, ...] = ()  # max(x, 0) in the user's code, kept (no raw_max=True)
-
-
-def find_relus(fun: Callable, *args: Any, raw_max: bool = False) -> ReluReport:
-    """Run the ReLU detector on ``fun(*args)`` (arrays or ShapeDtypeStructs); nothing is computed.
-
-    >>> import jax, jax.numpy as jnp
-    >>> find_relus(lambda x: jnp.sum(jax.nn.relu(x) + jax.nn.softplus(x)), jnp.ones(3)).relus
-    1
-    >>> find_relus(lambda x: jnp.sum(jnp.maximum(x, 0.0)), jnp.ones(3)).relus
-    0
-    >>> find_relus(lambda x: jnp.sum(jnp.maximum(x, 0.0)), jnp.ones(3), raw_max=True).relus
-    1
-    """
-    closed = jax.make_jaxpr(fun)(*args)
-    interp = _Interpreter(dataclasses.replace(_COUNT_ONLY, raw_max=raw_max))
-    stats = _Stats()
-    jax.make_jaxpr(interp.sub_function(closed, [None] * len(closed.jaxpr.invars), stats))(
-        *_avals(closed.jaxpr.invars))
-    return ReluReport(stats.relus, tuple(stats.in_custom), tuple(stats.relu_like),
-                      tuple(stats.raw_max))
-
-
-def _report(stats: _Stats, name: str, *, raw_max: bool = False) -> None:
-    """At most one warning per trace, saying everything the user needs at once."""
-    parts = []
-    if stats.in_custom:
-        parts.append(
-            "the jax.nn.relu calls inside the user-defined function(s) "
-            + "; ".join(stats.in_custom)
-            + " keep that function's own backward rule (jaxattr never rewrites inside a "
-            "custom_jvp/custom_vjp other than jax.nn.relu)"
-        )
-    if stats.relu_like:
-        parts.append(
-            "the ReLUs written as where(x > 0, x, 0) or x * (x > 0) at "
-            + "; ".join(stats.relu_like)
-            + " are not rewritten (write jax.nn.relu(x) to have them rectified)"
-        )
-    if stats.relus == 0 and stats.raw_max:
-        parts.append(
-            "the max(x, 0) at " + "; ".join(stats.raw_max) + " are kept as written: jaxattr "
-            "rewrites the named jax.nn.relu only, since a raw max(x, 0) is as often a clamp "
-            "(e.g. of a variance) as an activation. If they are ReLUs, write jax.nn.relu(x) "
-            f"or pass {name}(f, raw_max=True)"
-        )
-    if stats.relus == 0:
-        also = ", or max(x, 0) in your own code" if raw_max else ""
-        msg = (f"{name}: f contains no ReLU that jaxattr rewrites (jax.nn.relu{also}, outside "
-               "functions with their own derivative rule), so the map equals the plain gradient")
-        msg += "; " + "; and ".join(parts) if parts else ""
-    elif parts:
-        msg = f"{name}: {stats.relus} ReLU(s) rewritten, but " + "; and ".join(parts)
-    else:
-        return
-    warn(msg + ".")
+# The rule sets register their handlers on import (ReLU rules outermost, then the layout rule).
+from . import _rules_relu, _rules_layout  # noqa: E402, F401, I001
+from ._rules_layout import canonical_convs, cpu_loop_body  # noqa: E402
+from ._rules_relu import ReluReport, find_relus  # noqa: E402

@@ -682,7 +682,44 @@ def test_every_higher_order_primitive_jax_emits_has_a_handler():
     }
     for what, fn in emitted.items():
         (eqn,) = jax.make_jaxpr(fn)(X).jaxpr.eqns
-        assert eqn.primitive.name in _jaxpr._HANDLERS, (what, eqn.primitive.name)
+        assert eqn.primitive.name in _jaxpr._BASE, (what, eqn.primitive.name)
     # jax.nn.relu is recognised by what it is (its source location), in this JAX version
     assert _jaxpr._is_nn_relu(jax.make_jaxpr(jax.nn.relu)(X).jaxpr.eqns[0])
     assert not _jaxpr._is_nn_relu(jax.make_jaxpr(jax.nn.relu6)(X).jaxpr.eqns[0])
+
+
+def test_rule_sets_register_with_the_walker_and_chain_in_import_order():
+    """The walker holds no rule: ReLU rules and the layout rule are handlers registered per
+    primitive; on a convolution the padding trick (ReLU rule set) wraps the layout rule."""
+    from jaxattr import _jaxpr, _rules_layout, _rules_relu
+
+    for prim in ("max", "gt", "lt", "select_n", "mul", "reduce_window_max"):
+        assert [h.__module__ for h in _jaxpr._RULES[prim]] == [_rules_relu.__name__], prim
+    assert [h.__module__ for h in _jaxpr._RULES["conv_general_dilated"]] == [
+        _rules_relu.__name__, _rules_layout.__name__]
+    assert "max" not in _jaxpr._BASE and "conv_general_dilated" not in _jaxpr._BASE
+    assert "clamped_maxes" in _jaxpr._ANALYSES
+
+
+def test_a_new_rule_set_registers_without_touching_the_walker(monkeypatch):
+    """A handler registered for 'sin' sees every sin (also inside jit and scan) and may call
+    next_() for the walker's own evaluation: here it doubles the forward value."""
+    from jaxattr import _jaxpr
+
+    seen = []
+
+    def double_sin(interp, eqn, invals, ctx, next_):
+        seen.append(eqn.primitive.name)
+        interp.stats.sites += 1
+        return [_jaxpr._Val(2 * o.value) for o in next_()]
+
+    monkeypatch.setitem(_jaxpr._RULES, "sin", [double_sin])
+
+    def f(x):
+        y = jax.jit(jnp.sin)(x)
+        return lax.scan(lambda c, _: (jnp.sin(c), None), y, None, length=2)[0]
+
+    got = rewrite(f, Rules())(X)
+    expected = 2 * jnp.sin(2 * jnp.sin(2 * jnp.sin(X)))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert seen == ["sin", "sin"]  # the jit body and the scan body, each traced once
