@@ -22,6 +22,7 @@ import numpy as np
 from .errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
+    "array_text",
     "check_bool",
     "check_dtype",
     "check_callable",
@@ -40,9 +41,14 @@ def _msg(fn: str, name: str, value: Any, problem: str, expected: str, fix: str =
     return f"{text}. {fix}" if fix else text
 
 
+def array_text(x: Any) -> str:
+    """How an array appears in an error message: its shape and dtype, never its contents."""
+    return f"<array of shape {tuple(np.shape(x))} and dtype {np.dtype(x.dtype)}>"
+
+
 def _short(value: Any) -> str:
     if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) > 0:
-        return f"<array of shape {tuple(np.shape(value))} and dtype {value.dtype}>"
+        return array_text(value)
     text = repr(value)
     if isinstance(value, (str, os.PathLike)):  # paths and names: never cut
         return text

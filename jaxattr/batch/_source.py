@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._checks import fail, fail_type
+from .._checks import array_text, fail, fail_type
 
 FN = "explain_dataset"
 
@@ -30,7 +30,7 @@ class _ArrayInfo:
     """Stands for an array in an error message: its shape and dtype, never its contents."""
 
     def __init__(self, x: Any):
-        self.text = f"<array of shape {tuple(x.shape)} and dtype {np.dtype(x.dtype)}>"
+        self.text = array_text(x)
 
     def __repr__(self) -> str:
         return self.text
