@@ -43,7 +43,7 @@ def _msg(fn: str, name: str, value: Any, problem: str, expected: str, fix: str =
 
 def array_text(x: Any) -> str:
     """How an array appears in an error message: its shape and dtype, never its contents."""
-    return f"<array of shape {tuple(np.shape(x))} and dtype {np.dtype(x.dtype)}>"
+    return f"<array of shape {tuple(np.shape(x))} and dtype {x.dtype}>"
 
 
 def _short(value: Any) -> str:
