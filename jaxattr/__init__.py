@@ -8,6 +8,7 @@ analytic derivative tooling that verifies their theory (``jaxattr.derivatives``,
 
 import importlib as _importlib
 
+from . import relevance as relevance
 from .backprop import deconvnet as deconvnet
 from .backprop import guided_backprop as guided_backprop
 from .backprop import rectgrad as rectgrad
@@ -18,6 +19,7 @@ from .noise import smoothgrad as smoothgrad
 from .noise import smoothgrad_sq as smoothgrad_sq
 from .noise import vargrad as vargrad
 from .path import integrated_gradients as integrated_gradients
+from .relevance import lrp as lrp
 
 __version__ = "0.1.0"
 

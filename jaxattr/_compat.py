@@ -34,7 +34,7 @@ from typing import Any
 import jax
 from jax.extend import core as jcore
 
-__all__ = ["DropVar", "bind", "bind_params", "closed", "enable_x64", "jaxprs_in_params",
+__all__ = ["DropVar", "bind", "bind_params", "closed", "enable_x64", "frames", "jaxprs_in_params",
            "primitive_name", "rebind", "shard_map", "shard_map_axis_names", "source_file",
            "source_line"]
 
@@ -94,6 +94,19 @@ def source_file(eqn) -> str | None:
     except Exception:  # pragma: no cover - internal API moved
         return None
     return getattr(frame, "file_name", None)
+
+
+def frames(eqn) -> list[tuple[str, str, int, int]]:
+    """The Python frames that made ``eqn``, innermost first, JAX's own included, each as
+    ``(file, function, first line of the function, line)``: which library function emitted an
+    equation (``jax.nn.gelu``, a Flax LayerNorm) is read from here. Empty when unknown."""
+    tb = getattr(eqn.source_info, "traceback", None)
+    try:
+        got = tb.frames if tb is not None else []
+    except Exception:  # pragma: no cover - internal API moved
+        return []
+    return [(f.file_name, f.function_name, getattr(f, "function_start_line", -1), f.line_num)
+            for f in got]
 
 
 def _frames_arg(source_info_util, source_info):

@@ -112,12 +112,19 @@ class Rules:
     raw_max: bool = False  # also rewrite a raw max(x, 0) written in the user's own code
     dtype: Any = None  # compute dtype: every floating value is cast to it (e.g. bfloat16)
     canonical_conv: bool = False  # convolutions in XLA:CPU's fast layout (see canonical_convs)
+    # the options of other rule sets (relevance rules, DeepLIFT): each rule set looks for its own
+    # options' class with ``Rules.option`` and is inactive when they are absent
+    options: tuple = ()
+
+    def option(self, cls: type) -> Any:
+        """This walk's options of the rule set whose options class is ``cls``, or ``None``."""
+        return next((o for o in self.options if isinstance(o, cls)), None)
 
     @property
     def changes_gradients(self) -> bool:
         """Whether a site left unrewritten would give a wrong map (not only a slower one)."""
         return (self.relu is not None or self.maxpool is not None
-                or self.same_conv_output is not None)
+                or self.same_conv_output is not None or bool(self.options))
 
 
 @dataclasses.dataclass
@@ -128,7 +135,7 @@ class _Stats:
     sites: int = 0
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     notes: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    out_facts: list[tuple[bool, bool]] = dataclasses.field(default_factory=list)  # not merged
+    out_facts: list[tuple[bool, bool, bool]] = dataclasses.field(default_factory=list)  # not merged
 
     def count(self, kind: str, n: int = 1) -> None:
         self.counts[kind] = self.counts.get(kind, 0) + n
@@ -155,6 +162,11 @@ class _Val:
     const: bool = False  # computed from literals/constants only
     zero: bool | Callable[[], bool] = False  # all zeros; a thunk: a concrete constant, on demand
     positive_mask_of: _Val | None = None  # this is (x > 0) (as bool or 0/1) for that x
+    # free of the walked function's arguments (constants, also traced ones: parameters closed
+    # over, or passed through by the transform's calling convention); set by the walker
+    free: bool = False
+    # rule sets' marks, flowing forward: an equation's outputs carry every mark of its inputs
+    tags: frozenset = frozenset()
 
 
 def _is_zero(v: _Val) -> bool:
@@ -236,6 +248,7 @@ class _Interpreter:
         self.rules = rules
         self.inside_custom = inside_custom
         self.site = ""  # the user's source line of the equation being interpreted
+        self.read: Callable[[Any], _Val] | None = None  # the environment of the current jaxpr
         self.dtype = rules.dtype
         self.stats = _Stats()
         self.cache: dict[Any, Any] = {}  # rule sets' per-walk objects, shared with bodies
@@ -245,6 +258,7 @@ class _Interpreter:
         sub.rules, sub.inside_custom, sub.cache = self.rules, self.inside_custom, self.cache
         sub.dtype = self.dtype
         sub.site = self.site  # inside jax's own functions, point at the user's call
+        sub.read = None
         sub.stats = _Stats()
         return sub
 
@@ -259,7 +273,7 @@ class _Interpreter:
         if not jnp.issubdtype(dtype, jnp.floating) or dtype == self.dtype:
             return v
         return _Val(jnp.asarray(value).astype(self.dtype), const=v.const, zero=v.zero,
-                    positive_mask_of=v.positive_mask_of)
+                    positive_mask_of=v.positive_mask_of, free=v.free, tags=v.tags)
 
     def casting(self, eqn, invals: list[_Val]) -> bool:
         """Whether some input's dtype differs from what ``eqn`` was traced with."""
@@ -269,7 +283,7 @@ class _Interpreter:
             if hasattr(var.aval, "dtype"))
 
     def eval_closed(self, closed: jcore.ClosedJaxpr, args: list[_Val]) -> list[_Val]:
-        consts = [_Val(c, const=not isinstance(c, jax.core.Tracer),
+        consts = [_Val(c, const=not isinstance(c, jax.core.Tracer), free=True,
                        zero=functools.partial(_concrete_zero, c)) for c in closed.consts]
         return self.eval_jaxpr(closed.jaxpr, consts, args)
 
@@ -278,7 +292,7 @@ class _Interpreter:
 
         def read(v) -> _Val:
             if isinstance(v, jcore.Literal):
-                return self.cast(_Val(v.val, const=True, zero=_is_zero_literal(v)))
+                return self.cast(_Val(v.val, const=True, zero=_is_zero_literal(v), free=True))
             return env[v]
 
         for var, val in zip(jaxpr.constvars, consts, strict=True):
@@ -286,8 +300,11 @@ class _Interpreter:
         for var, val in zip(jaxpr.invars, args, strict=True):
             env[var] = self.cast(val)
         known_const = {v for v in [*jaxpr.constvars, *jaxpr.invars] if env[v].const}
-        ctx = {name: analysis(jaxpr, known_const) for name, analysis in _ANALYSES.items()}
-        outer_site = self.site
+        known_free = {v for v in [*jaxpr.constvars, *jaxpr.invars] if env[v].free}
+        ctx = {name: analysis(jaxpr, known_const, known_free)
+               for name, analysis in _ANALYSES.items()}
+        outer_site, outer_read = self.site, self.read
+        self.read = read  # handlers may read any value this jaxpr has computed so far
         for eqn in jaxpr.eqns:
             self.site = _source_line(eqn).strip() or outer_site
             invals = [read(v) for v in eqn.invars]
@@ -301,10 +318,14 @@ class _Interpreter:
                                f"{_source_line(eqn)}")
                     e._jaxattr_noted = True
                 raise
+            free = all(v.free for v in invals)
+            tags = frozenset().union(*(v.tags for v in invals))
             for var, out in zip(eqn.outvars, outs, strict=True):
+                out.free = out.free or free
+                out.tags = out.tags | tags
                 if not isinstance(var, DropVar):
                     env[var] = self.cast(out)
-        self.site = outer_site
+        self.site, self.read = outer_site, outer_read
         return [read(v) for v in jaxpr.outvars]
 
     def sub_function(self, closed: jcore.ClosedJaxpr, facts: list[_Val | None],
@@ -319,7 +340,8 @@ class _Interpreter:
         def fn(*args):
             sub = self.child()
             sub.inside_custom = sub.inside_custom or inside_custom
-            vals = [_Val(a) if f is None else _Val(a, const=f.const, zero=f.zero)
+            vals = [_Val(a) if f is None else _Val(a, const=f.const, zero=f.zero, free=f.free,
+                                                   tags=f.tags)
                     for a, f in zip(args, facts, strict=True)]
             outer_to_inner = {id(f): v for f, v in zip(facts, vals, strict=True) if f is not None}
             for f, v in zip(facts, vals, strict=True):
@@ -327,7 +349,7 @@ class _Interpreter:
                     v.positive_mask_of = outer_to_inner.get(id(f.positive_mask_of))
             outs = sub.eval_closed(closed, vals)
             stats.merge(sub.stats)
-            stats.out_facts = [(o.const, _is_zero(o)) for o in outs]
+            stats.out_facts = [(o.const, _is_zero(o), o.free) for o in outs]
             return [o.value for o in outs]
 
         return fn
@@ -440,7 +462,8 @@ def _jit(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
     else:
         outs = _bind(eqn, [v.value for v in invals])
     # what the body computes from constants stays known (e.g. a zero made inside a jit)
-    return [_Val(o, const=c, zero=z) for o, (c, z) in zip(outs, stats.out_facts, strict=True)]
+    return [_Val(o, const=c, zero=z, free=f)
+            for o, (c, z, f) in zip(outs, stats.out_facts, strict=True)]
 
 
 def _inline_call(interp: _Interpreter, eqn, invals, ctx) -> list[_Val]:
@@ -576,7 +599,11 @@ _MAY_REWRITE: list[Callable] = []
 
 
 def register(*primitives: str) -> Callable:
-    """Decorator: a rule set's handler for these primitives (outermost first, in import order)."""
+    """Decorator: a rule set's handler for these primitives (outermost first, in import order).
+
+    ``"*"`` registers a handler for every primitive; it runs after the handlers registered for
+    the primitive by name and before the walker's own.
+    """
 
     def deco(handler: Callable) -> Callable:
         for name in primitives:
@@ -587,8 +614,9 @@ def register(*primitives: str) -> Callable:
 
 
 def register_analysis(name: str, analysis: Callable) -> None:
-    """``analysis(jaxpr, known_const_vars)`` runs once per jaxpr walked; handlers read its result
-    as ``ctx[name]``."""
+    """``analysis(jaxpr, known_const_vars, known_free_vars)`` runs once per jaxpr walked (the
+    invariables and constvariables known constant, and known free of the walked function's
+    arguments); handlers read its result as ``ctx[name]``."""
     _ANALYSES[name] = analysis
 
 
@@ -602,7 +630,7 @@ def register_report(report: Callable, may_rewrite: Callable | None = None) -> No
 
 
 def _dispatch(interp: _Interpreter, eqn, invals: list[_Val], ctx: dict) -> list[_Val]:
-    chain = _RULES.get(eqn.primitive.name, ())
+    chain = [*_RULES.get(eqn.primitive.name, ()), *_RULES.get("*", ())]
     base = _BASE.get(eqn.primitive.name, _default)
 
     def call(i: int) -> list[_Val]:

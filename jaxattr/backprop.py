@@ -125,8 +125,19 @@ def _backward_only(fun: Callable, name: str) -> Callable:
     return wrapped
 
 
+def _seed_with_value(out):
+    """``out`` unchanged; its cotangent is multiplied by its value (relevance = the score)."""
+
+    @jax.custom_vjp
+    def seed(v):
+        return v
+
+    seed.defvjp(lambda v: (v, v), lambda v, r: (r * v,))
+    return seed(out)
+
+
 def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, name: str,
-                   dtype: Any = None, raw_max: bool = False):
+                   dtype: Any = None, raw_max: bool = False, seed_with_score: bool = False):
     f = _check_score_fn(f, name)
     rules = dataclasses.replace(rules, dtype=check_dtype(dtype, "dtype", fn=name),
                                 raw_max=check_bool(raw_max, "raw_max", fn=name))
@@ -145,6 +156,12 @@ def _modified_grad(f: Callable, rules: Rules, argnums: Argnums, has_aux: bool, n
 
         check = functools.partial(_check_score, has_aux=has_aux, name=name, x=diff[0])
         rewritten = rewrite(score, rules, name=name, check_output=check)
+        if seed_with_score:  # the backward pass starts from the score's value, not 1
+            plain = rewritten
+
+            def rewritten(*d):
+                out = plain(*d)
+                return (_seed_with_value(out[0]), out[1]) if has_aux else _seed_with_value(out)
         # Convolutions in XLA:CPU's fast layout, also when the map runs in a caller's loop body
         # (lax.map/scan): XLA:CPU only canonicalises them at a program's top level.
         grad = cpu_loop_body(jax.grad(rewritten, argnums=tuple(range(len(diff))),
