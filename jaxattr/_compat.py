@@ -27,16 +27,19 @@ The differences, by JAX version:
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 from jax.extend import core as jcore
 
-__all__ = ["DropVar", "bind", "bind_params", "closed", "enable_x64", "frames", "jaxprs_in_params",
-           "primitive_name", "rebind", "shard_map", "shard_map_axis_names", "source_file",
-           "source_line"]
+__all__ = ["DropVar", "bind", "bind_params", "closed", "enable_x64", "frames", "in_library",
+           "jaxprs_in_params", "primitive_name", "rebind", "shard_map", "shard_map_axis_names",
+           "source_file", "source_line"]
 
 #: The class of the ``_`` outputs of an equation (outputs nothing reads).
 DropVar: type = getattr(jcore, "DropVar", None) or jax.core.DropVar  # jax < 0.10: jax.core
@@ -107,6 +110,29 @@ def frames(eqn) -> list[tuple[str, str, int, int]]:
         return []
     return [(f.file_name, f.function_name, getattr(f, "function_start_line", -1), f.line_num)
             for f in got]
+
+
+# Libraries whose layers call jax.nn.relu for their ReLUs: a max(x, 0) written in their source is
+# part of another operation (the variance clamp of a normalisation layer), never an activation.
+_LIBRARIES = ("jax", "flax", "equinox", "haiku", "optax", "penzai", "jaxattr")
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    dirs = []
+    for name in _LIBRARIES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # pragma: no cover - broken installation
+            spec = None
+        for d in (spec.submodule_search_locations or []) if spec else []:
+            dirs.append(os.path.join(os.path.realpath(d), ""))
+    return tuple(dirs)
+
+
+def in_library(path: str | None) -> bool:
+    """Whether ``path`` is a file of JAX, Flax, Equinox, Haiku, optax, penzai or jaxattr."""
+    return bool(path) and os.path.realpath(path).startswith(_library_dirs())
 
 
 def _frames_arg(source_info_util, source_info):

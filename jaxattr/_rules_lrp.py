@@ -58,7 +58,7 @@ _STRUCTURAL = frozenset({
     "dynamic_slice", "gather", "concatenate", "pad", "rev", "convert_element_type", "copy",
     "copy_p", "reduce_precision", "pvary", "device_put", "split", "reduce_max", "reduce_min",
     "reduce_window_max", "reduce_window_min", "select_n", "dynamic_update_slice", "sort",
-    "optimization_barrier", "stop_gradient", "real", "imag",
+    "optimization_barrier", "stop_gradient", "real", "imag", "tile", "broadcast",
 })
 # Unary elementwise functions: activations, identity rule.
 _UNARY = frozenset({

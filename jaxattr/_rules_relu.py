@@ -18,9 +18,6 @@ This module registers, with the walker (:func:`jaxattr._jaxpr.register`):
 from __future__ import annotations
 
 import dataclasses
-import functools
-import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend import core as jcore
 
-from ._compat import jaxprs_in_params
+from ._compat import in_library, jaxprs_in_params
 from ._compat import source_file as _source_file
 from ._compat import source_line as _source_line
 from ._jaxpr import (
@@ -90,27 +87,8 @@ def _contains_nn_relu(jaxpr) -> bool:
                for eqn in jaxpr.eqns)
 
 
-# Libraries whose layers call jax.nn.relu for their ReLUs: a max(x, 0) written in their source is
-# part of another operation (the variance clamp of a normalisation layer), never an activation.
-_LIBRARIES = ("jax", "flax", "equinox", "haiku", "optax", "penzai", "jaxattr")
-
-
-@functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    dirs = []
-    for name in _LIBRARIES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):  # pragma: no cover - broken installation
-            spec = None
-        for d in (spec.submodule_search_locations or []) if spec else []:
-            dirs.append(os.path.join(os.path.realpath(d), ""))
-    return tuple(dirs)
-
-
 def _in_library(eqn) -> bool:
-    path = _source_file(eqn)
-    return bool(path) and os.path.realpath(path).startswith(_library_dirs())
+    return in_library(_source_file(eqn))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ kind               emitted by
                    ``jax.nn.standardize``. A layer whose statistics are all constants
                    (``BatchNorm`` in inference mode) is *not* a unit: it is an affine map with
                    constant operands, which the relevance rules merge into the layer before it.
-``other``          another ``jax.nn`` function (``log_softmax``, ``glu``, ``logsumexp``, ...):
-                   known, so that no rule applies to its arithmetic piece by piece
+``other``          ``jax.nn.log_softmax``, ``logsumexp``, ``glu``: known, so that no rule applies
+                   to their arithmetic piece by piece
 =================  ==========================================================================
 
 The outermost known frame decides (``dot_product_attention`` is not a unit; the ``softmax`` it
@@ -38,7 +38,7 @@ from typing import Any
 import jax
 from jax.extend import core as jcore
 
-from ._compat import DropVar, bind, frames, source_line
+from ._compat import DropVar, bind, frames, in_library, source_line
 
 __all__ = ["Unit", "Units", "find_units", "run_unit", "statistics"]
 
@@ -47,6 +47,8 @@ _ACTIVATIONS = frozenset({
     "silu", "swish", "log_sigmoid", "elu", "leaky_relu", "hard_tanh", "celu", "selu", "gelu",
     "hard_sigmoid", "hard_silu", "hard_swish", "mish", "squareplus", "tanh",
 })
+# jax.nn functions with no relevance rule: known, so their arithmetic gets none piece by piece
+_OTHER = frozenset({"log_softmax", "logsumexp", "glu", "log_sigmoid_deprecated"})
 _NORM_FILES = (
     os.path.join("flax", "linen", "normalization.py"),
     os.path.join("flax", "nnx", "nn", "normalization.py"),
@@ -64,7 +66,7 @@ def _kind(file: str, function: str) -> str | None:
             return "softmax"
         if name == "standardize":
             return "norm"
-        return None if name.startswith("_") else "other"
+        return "other" if name in _OTHER else None
     if file.endswith(_NORM_FILES):
         return "norm"
     return None
@@ -99,9 +101,11 @@ def _key(eqn) -> tuple | None:
         file, function, start, _ = fr[i]
         kind = _kind(file, function)
         if kind is not None:
-            caller = fr[i + 1] if i + 1 < len(fr) else ("", "", -1, -1)
-            return (kind, function, file, start, caller[0], caller[3],
-                    str(getattr(eqn.source_info, "name_stack", "")))
+            caller = next((f for f in fr[i + 1:] if not in_library(f[0])), ("", "", -1, -1))
+            stack = str(getattr(eqn.source_info, "name_stack", ""))
+            # the module path, without the scopes transformations add inside it ("vmap()")
+            stack = "/".join(p for p in stack.split("/") if not p.endswith(")"))
+            return (kind, function, file, start, caller[0], caller[3], stack)
     return None
 
 
