@@ -5,7 +5,9 @@
 
 Prints ms per batch (median of --repeats interleaved rounds after warm-up; compile time
 separately) and the ratio to plain ``jax.jit(jax.vmap(jax.grad(score)))`` paired within each
-round (median and [min, max] over rounds). Not a test.
+round (median and [min, max] over rounds), and the peak compiled memory (XLA's
+``memory_analysis``: arguments + outputs + temporaries) with its ratio to the plain gradient's.
+``--only lrp`` restricts the methods (substrings, comma-separated). Not a test.
 """
 
 from __future__ import annotations
@@ -83,11 +85,21 @@ def paired(fns: dict, x, repeats: int) -> dict:
     return {name: (np.asarray(ms), compile_s[name]) for name, ms in rounds.items()}
 
 
+def peak_mb(fn, x) -> float | None:
+    """Peak compiled memory of ``fn(x)`` (arguments + outputs + temporaries), from XLA."""
+    try:
+        m = fn.lower(x).compile().memory_analysis()
+        return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**20
+    except Exception:  # pragma: no cover - a backend without memory_analysis
+        return None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resnet", action="store_true", help="ResNet-50 at 224x224 instead")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--only", default="", help="comma-separated substrings of method names")
     args = ap.parse_args(argv)
     if args.resnet:
         model, shape, batch = ResNet50(), (224, 224, 3), args.batch or 2
@@ -110,17 +122,28 @@ def main(argv=None):
         "rectgrad q=98 (radix)": ja.rectgrad(score, select="radix"),
         "rectgrad tau=0": ja.rectgrad(score, tau=0.0),
         "rectgrad q=98 prr+padding": ja.rectgrad(score, maxpool="prr", padding_trick=True),
+        "lrp epsilon_plus_flat": ja.lrp(score, "epsilon_plus_flat"),
+        "lrp epsilon_alpha2_beta1": ja.lrp(score, "epsilon_alpha2_beta1"),
+        "lrp epsilon (LRP-eps everywhere)": ja.lrp(score, ja.relevance.Epsilon()),
     }
+    if args.only:
+        methods = {k: v for k, v in methods.items()
+                   if k.startswith("plain") or any(o in k for o in args.only.split(","))}
     print(f"{jax.devices()[0].device_kind}, jax {jax.__version__}, "
           f"{'ResNet-50' if args.resnet else 'CIFAR CNN'}, batch {batch}, input {shape}, "
           f"{args.repeats} interleaved rounds")
-    results = paired({k: jax.jit(jax.vmap(g)) for k, g in methods.items()}, x, args.repeats)
+    jitted = {k: jax.jit(jax.vmap(g)) for k, g in methods.items()}
+    results = paired(jitted, x, args.repeats)
     base = results["plain jit(vmap(grad))"][0]
-    print(f"{'method':34s} {'median ms':>10s} {'ratio':>7s} {'[min, max] paired':>18s}")
+    mem = {k: peak_mb(f, x) for k, f in jitted.items()}
+    print(f"{'method':34s} {'median ms':>10s} {'ratio':>7s} {'[min, max] paired':>18s}"
+          f"   {'peak MB (ratio)':>16s}")
     for name, (ms, comp) in results.items():
         r = ms / base
+        m = mem[name]
+        m_text = "n/a" if m is None else f"{m:7.1f} ({m / mem['plain jit(vmap(grad))']:.2f})"
         print(f"{name:34s} {np.median(ms):10.2f} {np.median(r):7.2f}   "
-              f"[{r.min():.2f}, {r.max():.2f}]   (compile {comp:5.1f} s)")
+              f"[{r.min():.2f}, {r.max():.2f}]   {m_text:>16s}   (compile {comp:5.1f} s)")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ from ._jaxpr import (
     register,
     register_analysis,
 )
-from ._units import _ACTIVATIONS, Unit, find_units, run_unit
+from ._units import _ACTIVATIONS, Unit, find_units
 from .errors import UnsupportedPrimitiveError
 
 __all__ = ["MAXPOOL_RULES", "DeepLiftOptions"]
@@ -195,19 +195,24 @@ def _body_check(jaxpr, dep_in: list[bool]) -> tuple[Any, list[bool]]:
     nonlinear rule (or has none) there."""
     jaxpr = jaxpr.jaxpr if isinstance(jaxpr, jcore.ClosedJaxpr) else jaxpr
     dep = {v for v, d in zip(jaxpr.invars, dep_in, strict=True) if d}
+    bad = _eqns_check(jaxpr.eqns, dep)
+    if bad is not None:
+        return bad, []
+    return None, [not isinstance(v, jcore.Literal) and v in dep for v in jaxpr.outvars]
 
-    def is_dep(v) -> bool:
-        return not isinstance(v, jcore.Literal) and v in dep
 
-    for e in jaxpr.eqns:
-        d = [is_dep(v) for v in e.invars]
+def _eqns_check(eqns, dep: set) -> Any:
+    """The first of ``eqns`` where DeepLIFT would apply a nonlinear rule (or has none), given
+    the variables ``dep`` that depend on the input (updated in place), or ``None``."""
+    for e in eqns:
+        d = [not isinstance(v, jcore.Literal) and v in dep for v in e.invars]
         if not any(d):
             continue
         bad, outs_dep = _eqn_check(e, d)
         if bad is not None:
-            return bad, []
+            return bad
         dep.update(v for v, o in zip(e.outvars, outs_dep, strict=True) if o)
-    return None, [is_dep(v) for v in jaxpr.outvars]
+    return None
 
 
 def _eqn_check(e, d: list[bool]) -> tuple[Any, list[bool]]:
@@ -354,17 +359,12 @@ class _LazyUnits:
     def __init__(self, jaxpr):
         self.jaxpr = jaxpr
         self._units = None
-        self.done: dict[int, dict] = {}  # id(unit) -> {var: _Val} (the unit kept alive below)
-        self.keep: list[Unit] = []
+        self.done: dict[int, dict] = {}  # id(unit) -> {var: _Val}
 
     def member(self, eqn) -> Unit | None:
         if self._units is None:
             self._units = find_units(self.jaxpr)
         return self._units.member.get(id(eqn))
-
-    def first(self, eqn) -> Unit | None:
-        unit = self.member(eqn)
-        return unit if unit is not None and unit.eqns[0] is eqn else None
 
 
 register_analysis("deeplift_units", lambda jaxpr, *known: _LazyUnits(jaxpr))
@@ -421,6 +421,8 @@ def _unit(interp: _Interpreter, opts: DeepLiftOptions, unit: Unit, units: _LazyU
     if all(v.free for v in inputs.values()):
         return None
     if unit.kind != "activation":
+        if _eqns_check(unit.eqns, {v for v, val in inputs.items() if not val.free}) is None:
+            return None  # affine in the input (BatchNorm in inference mode): op by op
         what = {"softmax": "softmax", "norm": "the normalisation layer"}.get(unit.kind,
                                                                                "the function")
         _fail(opts, f"{what} '{unit.name}'", unit.line,
@@ -428,6 +430,10 @@ def _unit(interp: _Interpreter, opts: DeepLiftOptions, unit: Unit, units: _LazyU
     outs: dict = {}
     for part in _parts(unit, {v for v, val in inputs.items() if not val.free}):
         stacked = [v for v in part.inputs if not inputs[v].free]
+        if not stacked:  # a part on free values only (another call on the same line)
+            value = _run_part(interp, part, {v: inputs[v].value for v in part.inputs})
+            outs[part.outputs[0]] = _Val(value, free=True)
+            continue
         if len(stacked) != 1 or len(part.outputs) != 1 or (
                 tuple(part.outputs[0].aval.shape) != tuple(stacked[0].aval.shape)):
             _fail(opts, f"the activation '{unit.name}'", unit.line,
@@ -436,13 +442,28 @@ def _unit(interp: _Interpreter, opts: DeepLiftOptions, unit: Unit, units: _LazyU
         others = [v for v in part.inputs if v is not xvar]
 
         def row_fn(xr, *fr, part=part, xvar=xvar, others=others):
-            return run_unit(part, {xvar: xr, **dict(zip(others, fr, strict=True))})[0]
+            return _run_part(interp, part, {xvar: xr, **dict(zip(others, fr, strict=True))})
 
         outs[part.outputs[0]] = _elementwise(interp, opts, row_fn, inputs[xvar],
                                              [inputs[v].value for v in others])
     units.done[id(unit)] = outs
-    units.keep.append(unit)
     return _member_outputs(eqn, outs)
+
+
+def _run_part(interp: _Interpreter, part: Unit, values: dict) -> Any:
+    """The output of ``part`` on ``values`` (by variable), evaluated as the walker evaluates an
+    equation (literals and dtype parameters follow the compute dtype)."""
+    env = dict(values)
+
+    def read(v) -> _Val:
+        if isinstance(v, jcore.Literal):
+            return interp.cast(_Val(v.val, const=True, free=True))
+        return interp.cast(_Val(env[v]))
+
+    for e in part.eqns:
+        outs = _unchanged(interp, e, [read(v) for v in e.invars])
+        env.update((v, o.value) for v, o in zip(e.outvars, outs, strict=True))
+    return env[part.outputs[0]]
 
 
 def _member_outputs(eqn, outs: dict) -> list[_Val]:

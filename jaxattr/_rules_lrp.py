@@ -44,7 +44,7 @@ from jax.extend import core as jcore
 
 from ._compat import bind as _bind
 from ._compat import source_line as _source_line
-from ._jaxpr import _is_nn_relu, _Val, register, register_analysis
+from ._jaxpr import _is_nn_relu, _is_zero, _Val, register, register_analysis
 from ._units import find_units, run_unit, statistics
 from .errors import UnsupportedPrimitiveError
 
@@ -223,6 +223,14 @@ def _stab(z, eps):
     return z + jnp.where(z >= 0, eps, -eps).astype(z.dtype)
 
 
+def _div(r, z, eps):
+    """``r / stab(z)``; with ``eps = 0``, 0 where ``z = 0`` (LRP-0's convention: 0 / 0 = 0)."""
+    if eps != 0:
+        return r / _stab(z, eps)
+    zero = z == 0
+    return jnp.where(zero, jnp.zeros_like(r), r / jnp.where(zero, jnp.ones_like(z), z))
+
+
 def _with_rule(value, xs: tuple, ops: tuple, backward: Callable):
     """``value`` (computed as written from ``xs`` and the free ``ops``) with the backward rule
     ``backward(xs, ops, value, R) -> (R_x, ...)``; the operands and ``value``'s own path get no
@@ -252,9 +260,29 @@ def _identity(xs, ops, value, r):
     return tuple(jax.vjp(lambda v: jnp.broadcast_to(v, r.shape), x)[1](r))
 
 
-def _unsupported(eqn, why: str) -> UnsupportedPrimitiveError:
+# Values known to be >= 0 (a ReLU's output, and what max-pooling and reshaping make of it), by
+# id within one walk, the values kept alive with their ids: rules skip the terms of x^- = 0.
+_NONNEG_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "softplus", "hard_sigmoid",
+                                 "squareplus", "sparse_plus", "sparse_sigmoid"})
+_KEEPS_SIGN = frozenset({
+    "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice",
+    "dynamic_slice", "gather", "rev", "convert_element_type", "copy", "copy_p", "reduce_max",
+    "reduce_window_max", "reduce_precision", "pvary", "device_put", "tile",
+})
+
+
+def _mark_nonneg(interp, value) -> None:
+    interp.cache.setdefault("lrp_nonneg", {})[id(value)] = value
+
+
+def _is_nonneg(interp, value) -> bool:
+    return interp.cache.get("lrp_nonneg", {}).get(id(value)) is value
+
+
+def _unsupported(eqn, why: str, site: str = "") -> UnsupportedPrimitiveError:
+    where = _source_line(eqn).strip() or site or "<unknown source>"
     return UnsupportedPrimitiveError(
-        f"lrp: no relevance rule for '{eqn.primitive.name}' at {_source_line(eqn)}: {why}. "
+        f"lrp: no relevance rule for '{eqn.primitive.name}' at {where}: {why}. "
         "Rules exist for dense and convolution layers with their affine chains, sums, "
         "elementwise activations, pooling, shape operations, jax.nn.softmax, products of two "
         "input-dependent values and normalisation layers (see jaxattr.relevance)."
@@ -296,22 +324,33 @@ def _per_primitive(interp, eqn, invals, opts, next_) -> list[_Val]:
         return next_()  # comparisons, argmax, integer results: no relevance flows
     if name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
         if _is_nn_relu(eqn):
-            return _pass(eqn, invals, next_(), "an activation")
+            outs = _pass(eqn, invals, next_(), "an activation")
+            _mark_nonneg(interp, outs[0].value)
+            return outs
         raise _unsupported(eqn, "a function with its own derivative rule that is not a known "
-                                "activation")
+                                "activation", interp.site)
     if name in _STRUCTURAL:
         if name == "select_n" and dep[0]:
-            raise _unsupported(eqn, "a selection whose predicate depends on the input")
-        return next_()
+            raise _unsupported(eqn, "a selection whose predicate depends on the input",
+                               interp.site)
+        outs = next_()
+        if name in _KEEPS_SIGN and len(outs) == 1 and all(
+                _is_nonneg(interp, v.value) for v in invals if not v.free):
+            _mark_nonneg(interp, outs[0].value)
+        return outs
     if name in ("max", "min") and sum(dep) == 2:
         return next_()  # winner-take-all
     if name in _UNARY or name in ("max", "min") or name == "pow" and dep == [True, False]:
-        return _pass(eqn, invals, next_(), "an activation")
+        outs = _pass(eqn, invals, next_(), "an activation")
+        if name == "max" and any(v.free and _is_zero(v) for v in invals):
+            _mark_nonneg(interp, outs[0].value)  # max(x, 0)
+        return outs
     if name in ("mul", "add", "sub") and sum(dep) == 1 or name == "div" and dep == [True, False]:
         return _pass(eqn, invals, next_(), "an elementwise map with a free operand")
     if name in ("mul", "dot_general"):
         return _bilinear(eqn, invals, next_(), opts)
-    raise _unsupported(eqn, "its relevance would be the plain gradient, which no rule says")
+    raise _unsupported(eqn, "its relevance would be the plain gradient, which no rule says",
+                       interp.site)
 
 
 def _pass(eqn, invals, outs, what: str) -> list[_Val]:
@@ -327,7 +366,7 @@ def _bilinear(eqn, invals, outs, opts) -> list[_Val]:
     eps = opts.bilinear_epsilon
 
     def backward(xs, ops, out, r):
-        g = r / (2 * _stab(out, eps))
+        g = _div(r, 2 * out, eps) if eps == 0 else r / (2 * _stab(out, eps))
         _, vjp = jax.vjp(lambda p, q: _bind(eqn, [p, q])[0], *xs)
         ga, gb = vjp(g)
         return xs[0] * ga, xs[1] * gb
@@ -340,9 +379,14 @@ def _bilinear(eqn, invals, outs, opts) -> list[_Val]:
 # Layers.
 
 
+def _one(s):
+    return 1.0 if s is None else s
+
+
 def _chain_affine(chain, out_var, read) -> tuple[Any, Any]:
-    """(s, c) with chain(z) = s * z + c, built from the chain's operands exactly."""
-    s, c, cur = 1.0, 0.0, out_var
+    """(s, c) with chain(z) = s * z + c, built from the chain's operands exactly; ``s`` is
+    ``None`` when the chain only adds (no scale)."""
+    s, c, cur = None, 0.0, out_var
     for e in chain:
         name = e.primitive.name
         vals = [read(v).value if not isinstance(v, jcore.Literal) else v.val for v in e.invars]
@@ -351,16 +395,17 @@ def _chain_affine(chain, out_var, read) -> tuple[Any, Any]:
         if name == "add":
             c = c + k
         elif name == "sub":
-            s, c = (s, c - k) if pos == 0 else (-s, k - c)
+            s, c = (s, c - k) if pos == 0 else (-_one(s), k - c)
         elif name == "mul":
-            s, c = s * k, c * k
+            s, c = _one(s) * k, c * k
         elif name == "div":
-            s, c = s / k, c / k
+            s, c = _one(s) / k, c / k
         elif name == "neg":
-            s, c = -s, -c
+            s, c = -_one(s), -c
         elif name == "convert_element_type":
             dt = e.params["new_dtype"]
-            s, c = jnp.asarray(s).astype(dt), jnp.asarray(c).astype(dt)
+            s = None if s is None else jnp.asarray(s).astype(dt)
+            c = jnp.asarray(c).astype(dt)
         cur = e.outvars[0]
     return s, c
 
@@ -380,8 +425,11 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
     interp.stats.sites += 1
     s, c = _chain_affine(chain, layer_eqn.outvars[0], read)
     z = outs[0].value
-    s = jnp.broadcast_to(jnp.asarray(s, z.dtype), z.shape)
+    scaled = s is not None
+    s = jnp.broadcast_to(jnp.asarray(_one(s), z.dtype), z.shape) if scaled else jnp.ones((),
+                                                                                    z.dtype)
     c = jnp.broadcast_to(jnp.asarray(c, z.dtype), z.shape)
+    x_nonneg = _is_nonneg(interp, invals[dep.index(True)].value)
     xs = tuple(v.value for v in invals if not v.free)
     frees = tuple(v.value for v in invals if v.free)
 
@@ -396,11 +444,13 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
             def lin(wt, v):
                 return op((v,), (wt,))
 
-            return (_linear_rule(rule, lin, xs_[0], w, s_, c_, out, r, layer),)
+            return (_linear_rule(rule, lin, xs_[0], w, s_, c_, out, r, layer, scaled=scaled,
+                                 x_nonneg=x_nonneg),)
     else:
         def backward(xs_, ops, out, r):
             s_, c_, *fr = ops
-            return _sum_rule(rule, lambda *a: s_ * op(a, fr), xs_, out, r, layer)
+            return _sum_rule(rule, lambda *a: s_ * op(a, fr) if scaled else op(a, fr), xs_, out,
+                             r, layer)
 
     out = _with_rule(z, xs, (s, c, *frees), backward)
     return [_Val(out, tags=frozenset({_LAYER_TAG}))]
@@ -410,7 +460,7 @@ def _sum_rule(rule, fn, xs, out, r, layer):
     name = type(rule).__name__
     if name in ("Norm", "Epsilon"):
         eps = rule.stabilizer if name == "Norm" else rule.epsilon
-        g = r / _stab(out, eps)
+        g = _div(r, out, eps)
         _, vjp = jax.vjp(fn, *xs)
         return tuple(x * gx for x, gx in zip(xs, vjp(g), strict=True))
     if name == "Gradient":
@@ -421,40 +471,63 @@ def _sum_rule(rule, fn, xs, out, r, layer):
         "sum or pooling (use Norm, Epsilon or Gradient)")
 
 
-def _linear_rule(rule, lin, x, w, s, c, out, r, layer):
-    """R_in of ``z = s * lin(w, x) + c`` for one rule (Zennit 0.5.1's definitions)."""
+def _linear_rule(rule, lin, x, w, s, c, out, r, layer, *, scaled: bool, x_nonneg: bool):
+    """R_in of ``z = s * lin(w, x) + c`` for one rule (Zennit 0.5.1's definitions).
+
+    ``scaled``: the chain multiplies (else ``s = 1`` and its terms are skipped); ``x_nonneg``:
+    ``x >= 0`` is known (a ReLU's output), so the terms of ``x^- = 0`` are skipped (exactly).
+    """
     name = type(rule).__name__
-    zero = jnp.zeros((), s.dtype)
-    sp, sn = jnp.maximum(s, zero), jnp.minimum(s, zero)
     wp, wn = jnp.maximum(w, 0), jnp.minimum(w, 0)
+    zero = jnp.zeros((), c.dtype)
     cp, cn = jnp.maximum(c, zero), jnp.minimum(c, zero)
+    if scaled:
+        sp, sn = jnp.maximum(s, zero), jnp.minimum(s, zero)
 
-    def full(v):
-        return s * lin(w, v)
+        def full(v):
+            return s * lin(w, v)
 
-    def pos(v):  # lin of (s W)^+
-        return sp * lin(wp, v) + sn * lin(wn, v)
+        def pos(v):  # lin of (s W)^+ = s^+ W^+ + s^- W^-, elementwise in the output
+            return sp * lin(wp, v) + sn * lin(wn, v)
 
-    def neg(v):  # lin of (s W)^-
-        return sp * lin(wn, v) + sn * lin(wp, v)
+        def neg(v):  # lin of (s W)^-
+            return sp * lin(wn, v) + sn * lin(wp, v)
+    else:
+        def full(v):
+            return lin(w, v)
 
-    def vt(fn, v, g):  # transpose of a linear map (any point)
+        def pos(v):
+            return lin(wp, v)
+
+        def neg(v):
+            return lin(wn, v)
+
+    def vt(fn, v, g):  # the transpose of a linear map (at any point)
         return jax.vjp(fn, v)[1](g)[0]
 
     if name in ("Epsilon", "Norm"):
         eps = rule.epsilon if name == "Epsilon" else rule.stabilizer
-        return x * vt(full, x, r / _stab(out, eps))
+        return x * vt(full, x, _div(r, out, eps))
     if name == "Gradient":
         return vt(full, x, r)
-    xp, xn = jnp.maximum(x, 0), jnp.minimum(x, 0)
+    xp = x if x_nonneg else jnp.maximum(x, 0)
+    xn = None if x_nonneg else jnp.minimum(x, 0)
+
+    def split(g, fn_p, fn_n):  # x^+ fn_p^T g + x^- fn_n^T g
+        out_ = xp * vt(fn_p, xp, g)
+        return out_ if xn is None else out_ + xn * vt(fn_n, xn, g)
+
+    def z_of(fn_p, fn_n, bias):  # fn_p(x^+) + bias + fn_n(x^-)
+        z = fn_p(xp) + bias
+        return z if xn is None else z + fn_n(xn)
+
     if name == "ZPlus":
-        g = r / _stab(pos(xp) + cp + neg(xn), rule.stabilizer)
-        return xp * vt(pos, xp, g) + xn * vt(neg, xn, g)
+        g = _div(r, z_of(pos, neg, cp), rule.stabilizer)
+        return split(g, pos, neg)
     if name == "AlphaBeta":
-        gp = r / _stab(pos(xp) + cp + neg(xn), rule.stabilizer)
-        gn = r / _stab(neg(xp) + cn + pos(xn), rule.stabilizer)
-        return (rule.alpha * (xp * vt(pos, xp, gp) + xn * vt(neg, xn, gp))
-                - rule.beta * (xp * vt(neg, xp, gn) + xn * vt(pos, xn, gn)))
+        gp = _div(r, z_of(pos, neg, cp), rule.stabilizer)
+        gn = _div(r, z_of(neg, pos, cn), rule.stabilizer)
+        return rule.alpha * split(gp, pos, neg) - rule.beta * split(gn, neg, pos)
     if name == "Gamma":
         gam = rule.gamma
 
@@ -464,14 +537,13 @@ def _linear_rule(rule, lin, x, w, s, c, out, r, layer):
         def down(v):
             return full(v) + gam * neg(v)
 
-        g1 = jnp.where(out > 0, r, 0) / _stab(up(xp) + c + gam * cp + down(xn), rule.stabilizer)
-        g2 = jnp.where(out < 0, r, 0) / _stab(down(xp) + c + gam * cn + up(xn), rule.stabilizer)
-        return (xp * vt(up, xp, g1) + xn * vt(down, xn, g1)
-                + xp * vt(down, xp, g2) + xn * vt(up, xn, g2))
+        g1 = _div(jnp.where(out > 0, r, 0), z_of(up, down, c + gam * cp), rule.stabilizer)
+        g2 = _div(jnp.where(out < 0, r, 0), z_of(down, up, c + gam * cn), rule.stabilizer)
+        return split(g1, up, down) + split(g2, down, up)
     if name == "ZBox":
         low = jnp.broadcast_to(jnp.asarray(rule.low, x.dtype), x.shape)
         high = jnp.broadcast_to(jnp.asarray(rule.high, x.dtype), x.shape)
-        g = r / _stab(full(x) + c - (pos(low) + cp) - (neg(high) + cn), rule.stabilizer)
+        g = _div(r, full(x) + c - (pos(low) + cp) - (neg(high) + cn), rule.stabilizer)
         return x * vt(full, x, g) - low * vt(pos, low, g) - high * vt(neg, high, g)
     if name == "Flat":
         ones_w, ones_x = jnp.ones_like(w), jnp.ones_like(x)
@@ -479,14 +551,14 @@ def _linear_rule(rule, lin, x, w, s, c, out, r, layer):
         def flat(v):
             return lin(ones_w, v)
 
-        return vt(flat, ones_x, r / _stab(flat(ones_x), rule.stabilizer))
+        return vt(flat, ones_x, _div(r, flat(ones_x), rule.stabilizer))
     if name == "WSquare":
         w2, ones_x = w * w, jnp.ones_like(x)
 
         def sq(v):
-            return s * s * lin(w2, v)
+            return s * s * lin(w2, v) if scaled else lin(w2, v)
 
-        return vt(sq, ones_x, r / _stab(sq(ones_x) + c * c, rule.stabilizer))
+        return vt(sq, ones_x, _div(r, sq(ones_x) + c * c, rule.stabilizer))
     if name == "Pass":
         if r.shape != x.shape:
             raise UnsupportedPrimitiveError(
@@ -508,8 +580,8 @@ def _apply_unit(interp, unit, opts, outs) -> list[_Val]:
         raise _unsupported(last, f"the {unit.kind} {unit.name} (called at {unit.line}) must "
                                  "read one input-dependent value and give one output")
     if unit.kind == "other":
-        raise _unsupported(last, f"jax.nn.{unit.name} (called at {unit.line}) has no relevance "
-                                 "rule")
+        raise _unsupported(last, f"jax.nn.{unit.name} (called at {unit.line or interp.site}) "
+                                 "has no relevance rule", interp.site)
     i = dep_idx[0]
     x, z = vals[i].value, outs[0].value
     frees = tuple(v.value for j, v in enumerate(vals) if j != i)
@@ -542,6 +614,9 @@ def _apply_unit(interp, unit, opts, outs) -> list[_Val]:
 
         def backward(xs, ops, out, r):
             _, vjp = jax.vjp(lambda v: run(v, ops, lambda var: var in factors), xs[0])
-            return (xs[0] * vjp(r / _stab(out, eps))[0],)
+            return (xs[0] * vjp(_div(r, out, eps))[0],)
 
-    return [_Val(_with_rule(z, (x,), frees, backward))]
+    out = _with_rule(z, (x,), frees, backward)
+    if unit.kind == "activation" and unit.name in _NONNEG_ACTIVATIONS:
+        _mark_nonneg(interp, out)
+    return [_Val(out)]

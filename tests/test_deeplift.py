@@ -64,30 +64,27 @@ def _score(logits):
     return lambda x, t: logits(x)[t]
 
 
-@pytest.fixture(scope="module", params=["mlp", "cnn"])
-def ref(request):
-    return request.param, *_load(request.param)
-
-
 # ---------------------------------------------------------------------------------------------
 # Parity with Captum.
 
 
-def test_models_reproduce_the_reference_logits(ref):
-    _, z, logits = ref
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_models_reproduce_the_reference_logits(model):
+    z, logits = _load(model)
     got = jax.vmap(logits)(jnp.asarray(z["x"]))
     assert _rel(got, z["logits"]) < 1e-12
 
 
-@pytest.mark.parametrize("maxrule", [False, True])
-def test_deeplift_matches_captum(ref, maxrule):
-    model, z, logits = ref
-    if model == "mlp" and maxrule:
-        pytest.skip("the MLP has no max-pooling")
-    suffix = "_maxrule" if maxrule else ""
-    # Captum 0.9.0 skips its max-pool rule where MaxPool directly consumes a ReLU module's
-    # output (make_captum_deeplift.py): that is maxpool="gradient".
-    maxpool = "deeplift" if maxrule or model == "mlp" else "gradient"
+# Captum 0.9.0 skips its max-pool rule where a MaxPool module directly consumes a ReLU module's
+# output (make_captum_deeplift.py): the CNN's plain maps are maxpool="gradient", the "_maxrule"
+# maps (an extra tensor between the modules) Captum's max-pool rule, jaxattr's default.
+CAPTUM_CASES = [("mlp", "", "deeplift"), ("cnn", "", "gradient"),
+                ("cnn", "_maxrule", "deeplift")]
+
+
+@pytest.mark.parametrize(("model", "suffix", "maxpool"), CAPTUM_CASES)
+def test_deeplift_matches_captum(model, suffix, maxpool):
+    z, logits = _load(model)
     x, t = jnp.asarray(z["x"]), jnp.asarray(z["target"])
     g = deeplift(_score(logits), jnp.asarray(z["baseline"][0]), maxpool=maxpool)
     got = jax.vmap(g)(x, t)
@@ -96,20 +93,15 @@ def test_deeplift_matches_captum(ref, maxrule):
     shap = jax.vmap(deeplift_shap(_score(logits), jnp.asarray(z["baselines_shap"]),
                                   maxpool=maxpool))(x, t)
     assert _rel(shap, z["deeplift_shap" + suffix]) < 1e-6
-
-
-def test_summation_to_delta(ref):
-    model, z, logits = ref
-    x, t = jnp.asarray(z["x"]), jnp.asarray(z["target"])
-    rows = np.arange(len(t))
-    axes = tuple(range(1, x.ndim))
-    a = jax.vmap(deeplift(_score(logits)))(x, t)  # zero baseline
-    want = z["logits"][rows, z["target"]] - z["logits_baseline"][0, z["target"]]
-    np.testing.assert_allclose(np.asarray(a.sum(axes)), want, rtol=1e-6, atol=1e-12)
-    bs = jnp.asarray(z["baselines_shap"])
-    a = jax.vmap(deeplift_shap(_score(logits), bs))(x, t)  # max-pool rule: sums exactly
-    want = z["logits"][rows, z["target"]] - z["logits_baselines_shap"][:, z["target"]].mean(0)
-    np.testing.assert_allclose(np.asarray(a.sum(axes)), want, rtol=1e-6, atol=1e-12)
+    if maxpool == "gradient":
+        return  # summation-to-delta needs the max-pool rule
+    # summation to delta: sum(map) = f(x) - f(x0), and f(x) - mean_k f(b_k) for SHAP
+    rows, axes = np.arange(len(t)), tuple(range(1, x.ndim))
+    f_x = z["logits"][rows, z["target"]]
+    want = f_x - z["logits_baseline"][0, z["target"]]
+    np.testing.assert_allclose(np.asarray(got.sum(axes)), want, rtol=1e-6, atol=1e-12)
+    want = f_x - z["logits_baselines_shap"][:, z["target"]].mean(0)
+    np.testing.assert_allclose(np.asarray(shap.sum(axes)), want, rtol=1e-6, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,6 +141,56 @@ def test_rescale_rule_of_activations_and_the_gradient_fallback():
     np.testing.assert_allclose(deeplift(f, x)(x), 0.0)
 
 
+def test_every_jax_nn_activation_sums_to_delta():
+    from jaxattr._units import _ACTIVATIONS
+
+    w = jnp.array([[1.0, -2.0, 0.3], [0.5, 1.0, -1.0], [-1.0, 0.3, 2.0], [0.2, 0.2, 0.2]])
+    acts = [getattr(jax.nn, n) for n in sorted(_ACTIVATIONS)]
+
+    def f(v):
+        z = w @ v
+        return sum(jnp.sum(act(z) * jnp.arange(1.0, 5.0)) for act in acts)
+
+    x, b = jnp.array([0.3, -0.8, 1.1]), jnp.array([-0.5, 0.25, 0.1])
+    a = deeplift(f, b)(x)
+    np.testing.assert_allclose(float(a.sum()), float(f(x) - f(b)), rtol=1e-12)
+    # two calls of one activation on one line are grouped by jaxattr._units: split again
+    g = lambda v: jnp.sum(jax.nn.gelu(w @ v)) + jnp.sum(jax.nn.gelu(v - 1.0) + jax.nn.gelu(w[0]))
+    np.testing.assert_allclose(float(deeplift(g, b)(x).sum()), float(g(x) - g(b)), rtol=1e-12)
+
+
+def test_flax_model_with_inference_batchnorm_and_pooling():
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Conv(3, (3, 3))(x)
+            x = nn.BatchNorm(use_running_average=True)(x)  # affine: linear rule
+            x = nn.max_pool(nn.relu(x), (2, 2), (2, 2))
+            x = nn.avg_pool(nn.gelu(nn.Conv(3, (3, 3))(x)), (2, 2), (2, 2))
+            return nn.Dense(2)(jnp.tanh(x.reshape(x.shape[0], -1)))
+
+    net = Net()
+    x = jax.random.normal(jax.random.key(0), (8, 8, 2))
+    params = jax.jit(net.init)(jax.random.key(1), x[None])  # compiled once: faster than eager
+    f = lambda v: net.apply(params, v[None])[0, 1]
+    bs = 0.5 * jax.random.normal(jax.random.key(2), (2, *x.shape))
+    a = deeplift_shap(f, bs)(x)
+    want = jax.jit(lambda: f(x) - jnp.mean(jax.vmap(f)(bs)))()
+    np.testing.assert_allclose(float(a.sum()), float(want), rtol=1e-5)  # float32 weights
+
+    class LN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(1)(nn.LayerNorm()(nn.Dense(4)(x)))[0]
+
+    ln = LN()
+    p = jax.jit(ln.init)(jax.random.key(0), jnp.ones(3))
+    with pytest.raises(UnsupportedPrimitiveError, match="normalisation layer 'LayerNorm"):
+        deeplift(lambda v: ln.apply(p, v))(jnp.ones(3))
+
+
 def test_linear_function_equals_gradient_times_delta():
     w = jnp.arange(6.0).reshape(2, 3)
     f = lambda x: jnp.sum(w @ x) + 2.0
@@ -159,18 +201,17 @@ def test_linear_function_equals_gradient_times_delta():
 
 
 def test_jit_and_vmap_equal_eager(key):
-    _, z, logits = _load("mlp")
+    z, logits = _load("mlp")
     x, t = jnp.asarray(z["x"]), jnp.asarray(z["target"])
     g = deeplift(_score(logits))
-    eager = np.stack([g(xi, int(ti)) for xi, ti in zip(x, t, strict=True)])
+    eager = np.stack([g(xi, ti) for xi, ti in zip(x, t, strict=True)])  # traced labels
     np.testing.assert_allclose(jax.vmap(g)(x, t), eager, rtol=1e-12)
     np.testing.assert_allclose(jax.jit(jax.vmap(g))(x, t), eager, rtol=1e-12)
+    np.testing.assert_allclose(g(x[1], int(t[1])), eager[1], rtol=1e-12)  # a static label
     # per-example baselines
     bs = 0.1 * x[::-1]
     per = jax.vmap(lambda xi, ti, bi: deeplift(_score(logits), bi)(xi, ti))(x, t, bs)
-    for i in range(len(x)):
-        np.testing.assert_allclose(per[i], deeplift(_score(logits), bs[i])(x[i], t[i]),
-                                   rtol=1e-12)
+    np.testing.assert_allclose(per[2], deeplift(_score(logits), bs[2])(x[2], t[2]), rtol=1e-12)
     # inside smoothgrad (noise transform over any attribution function)
     sg = ja.smoothgrad(deeplift(lambda v: logits(v)[0]), sigma=0.1, n=4)(x[0], key)
     assert sg.shape == x[0].shape and np.isfinite(np.asarray(sg)).all()
@@ -217,6 +258,9 @@ def test_unsupported_operations_raise():
 
     with pytest.raises(UnsupportedPrimitiveError, match=r"'scan'.*'tanh'"):
         deeplift(rnn)(x)
+    c = lambda v: lax.cond(v[0] > 0, jnp.sum, lambda u: 2.0 * jnp.sum(u), v)
+    with pytest.raises(UnsupportedPrimitiveError, match="'cond'"):
+        deeplift(c)(x)
     # a linear loop is fine
     lin = lambda v: lax.scan(lambda c, xi: (0.5 * c + xi, None), 0.0, v)[0]
     np.testing.assert_allclose(deeplift(lin)(x), jax.grad(lin)(x) * x)
