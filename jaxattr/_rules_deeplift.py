@@ -103,8 +103,8 @@ _LINEAR = frozenset({
     "transpose", "slice", "dynamic_slice", "dynamic_update_slice", "concatenate", "pad",
     "reduce_sum", "reduce_window_sum", "convert_element_type", "copy", "copy_p", "rev",
     "gather", "scatter", "scatter-add", "scatter_add", "select_n", "cumsum", "reduce_precision",
-    "pvary", "sharding_constraint", "device_put", "stop_gradient", "split", "real", "imag",
-    "complex", "conj", "optimization_barrier",
+    "pvary", "sharding_constraint", "device_put", "split", "optimization_barrier",
+    "stop_gradient",  # written by the user: the multiplier is 0 there, as the gradient
 })
 # Linear in each operand: linear when exactly one operand depends on the input.
 _BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated", "ragged_dot"})
@@ -114,7 +114,7 @@ _ELEMENTWISE = frozenset({
     "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh",
     "sqrt", "rsqrt", "cbrt", "abs", "sign", "floor", "ceil", "round", "integer_pow", "square",
     "pow", "max", "min", "clamp", "atan2", "rem", "lgamma", "digamma", "bessel_i0e",
-    "bessel_i1e", "div", "is_finite",
+    "bessel_i1e", "div",
 })
 _INLINE = frozenset({"jit", "pjit", "closed_call", "core_call", "call", "checkpoint", "remat",
                      "remat2", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"})
@@ -123,6 +123,10 @@ _LOOPS = frozenset({"scan", "while", "cond"})
 _HELP = ("DeepLIFT has rules for elementwise nonlinearities (jax.nn activations, tanh, exp, "
          "max(x, c)...), max-pooling, and operations linear in the input (dense and convolution "
          "layers with constant weights, sums, reshapes, average pooling)")
+
+
+def _has_body(eqn) -> bool:
+    return next(iter(jaxprs_in_params(eqn.params)), None) is not None
 
 
 def _is_float(aval) -> bool:
@@ -234,7 +238,7 @@ def _eqn_check(e, d: list[bool]) -> tuple[Any, list[bool]]:
         return None, outs_dep
     if name in ("scan", "while"):
         return _loop_check(e, d)
-    if any(True for _ in jaxprs_in_params(e.params)):
+    if _has_body(e):
         return e, []
     kind, _ = _classify(e, d)
     return (None, [True] * len(e.outvars)) if kind in ("linear", "rowwise") else (e, [])
@@ -428,7 +432,7 @@ def _unit(interp: _Interpreter, opts: DeepLiftOptions, unit: Unit, units: _LazyU
         _fail(opts, f"{what} '{unit.name}'", unit.line,
               "depends on the input, and is not elementwise (its outputs mix its inputs)")
     outs: dict = {}
-    for part in _parts(unit, {v for v, val in inputs.items() if not val.free}):
+    for part in _parts(unit):
         stacked = [v for v in part.inputs if not inputs[v].free]
         if not stacked:  # a part on free values only (another call on the same line)
             value = _run_part(interp, part, {v: inputs[v].value for v in part.inputs})
@@ -471,7 +475,7 @@ def _member_outputs(eqn, outs: dict) -> list[_Val]:
     return [outs.get(v, _Val(None)) for v in eqn.outvars]
 
 
-def _parts(unit: Unit, stacked_inputs: set) -> list[Unit]:
+def _parts(unit: Unit) -> list[Unit]:
     """The unit split into independent parts (two calls on one line in a row form one unit):
     equations connected through the values they define, each part with its inputs and
     outputs."""
@@ -525,7 +529,7 @@ def _deeplift(interp: _Interpreter, eqn, invals: list[_Val], ctx, next_) -> list
             return outs
     stacked = [not v.free for v in invals]
     if not any(stacked):  # nothing depends on the input: evaluated as traced
-        if any(True for _ in jaxprs_in_params(eqn.params)):
+        if _has_body(eqn):
             return _unchanged(interp, eqn, invals)
         return next_()
     name = eqn.primitive.name
@@ -550,7 +554,7 @@ def _deeplift(interp: _Interpreter, eqn, invals: list[_Val], ctx, next_) -> list
                   f"depends on the input through a nonlinearity{inner}: DeepLIFT's rules are "
                   "not applied inside loops and conditionals")
         return _rowwise(interp, eqn, invals)
-    if any(True for _ in jaxprs_in_params(eqn.params)):
+    if _has_body(eqn):
         _fail(opts, f"the higher-order primitive '{name}'", where,
               "reads a value that depends on the input; supported: jit, closed_call, "
               "custom_jvp/custom_vjp functions, remat, and scan/while/cond with linear bodies")
