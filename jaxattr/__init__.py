@@ -15,6 +15,8 @@ from .backprop import rectgrad as rectgrad
 from .backprop import saliency as saliency
 from .backprop import times_input as times_input
 from .batch import explain_dataset as explain_dataset
+from .difference import deeplift as deeplift
+from .difference import deeplift_shap as deeplift_shap
 from .noise import smoothgrad as smoothgrad
 from .noise import smoothgrad_sq as smoothgrad_sq
 from .noise import vargrad as vargrad

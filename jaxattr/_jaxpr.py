@@ -676,7 +676,8 @@ def rewrite(
     return rewritten
 
 
-# The rule sets register their handlers on import (ReLU rules outermost, then the layout rule).
-from . import _rules_relu, _rules_layout  # noqa: E402, F401, I001
+# The rule sets register their handlers on import (ReLU rules outermost, then the layout rule;
+# the relevance and DeepLIFT rule sets register "*" handlers, each active only with its options).
+from . import _rules_relu, _rules_layout, _rules_lrp, _rules_deeplift  # noqa: E402, F401, I001
 from ._rules_layout import canonical_convs, cpu_loop_body  # noqa: E402
 from ._rules_relu import ReluReport, find_relus  # noqa: E402

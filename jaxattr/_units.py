@@ -129,7 +129,7 @@ def find_units(jaxpr: jcore.Jaxpr) -> Units:
         if not isinstance(v, jcore.Literal):
             last_use[v] = len(jaxpr.eqns)
     first, member = {}, {}
-    for run in runs:
+    for run in [part for r in runs for part in _connected(jaxpr, r)]:
         eqns = tuple(jaxpr.eqns[i] for i in run)
         defined = {v for e in eqns for v in e.outvars}
         inputs: list = []
@@ -148,6 +148,31 @@ def find_units(jaxpr: jcore.Jaxpr) -> Units:
         for e in eqns:
             member[id(e)] = unit
     return Units(first, member)
+
+
+def _connected(jaxpr: jcore.Jaxpr, run: list[int]) -> list[list[int]]:
+    """A run's equations split into the groups that feed each other (``gelu(a) + gelu(b)`` on
+    one line is two units), each in order, ordered by first equation."""
+    parent = {i: i for i in run}
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    defined_by = {}
+    for i in run:
+        for v in jaxpr.eqns[i].invars:
+            j = defined_by.get(v) if not isinstance(v, jcore.Literal) else None
+            if j is not None:
+                parent[root(i)] = root(j)
+        for v in jaxpr.eqns[i].outvars:
+            defined_by[v] = i
+    groups: dict[int, list[int]] = {}
+    for i in run:
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
 
 
 def run_unit(unit: Unit, values: dict, *, frozen: Callable[[Any], bool] | None = None,

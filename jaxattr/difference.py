@@ -241,12 +241,11 @@ def deeplift(
       UnsupportedPrimitiveError: at trace time, an operation with no DeepLIFT rule.
 
     Example:
-      >>> import jax, jax.numpy as jnp
-      >>> from jaxattr.difference import deeplift
+      >>> import jax, jax.numpy as jnp, jaxattr as ja
       >>> f = lambda x: jax.nn.relu(x[0] + x[1] - 1.0)
-      >>> deeplift(f)(jnp.array([1.0, 1.0])).tolist()  # sums to f(x) - f(0) = 1
+      >>> ja.deeplift(f)(jnp.array([1.0, 1.0])).tolist()  # sums to f(x) - f(0) = 1
       [0.5, 0.5]
-      >>> deeplift(f, baseline=0.5)(jnp.array([1.0, 1.0])).tolist()  # f(x0) = 0 again
+      >>> ja.deeplift(f, baseline=0.5)(jnp.array([1.0, 1.0])).tolist()  # f(x0) = 0 again
       [0.5, 0.5]
 
     References:
@@ -309,11 +308,10 @@ def deeplift_shap(
         as :func:`deeplift`.
 
     Example:
-      >>> import jax, jax.numpy as jnp
-      >>> from jaxattr.difference import deeplift_shap
+      >>> import jax, jax.numpy as jnp, jaxattr as ja
       >>> f = lambda x: jax.nn.relu(x[0] + x[1] - 1.0)
       >>> bs = jnp.array([[0.0, 0.0], [1.0, 0.5]])  # f(b) = 0 and 0.5
-      >>> a = deeplift_shap(f, bs)(jnp.array([1.0, 1.0]))
+      >>> a = ja.deeplift_shap(f, bs)(jnp.array([1.0, 1.0]))
       >>> a.tolist(), float(a.sum())  # f(x) - mean_k f(b_k) = 1 - 0.25
       ([0.25, 0.5], 0.75)
 
