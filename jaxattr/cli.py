@@ -117,7 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
             "into --out with a fingerprinted manifest. Rerunning the same command resumes; "
             "the same command on every host (with --distributed) runs a multi-host job. "
             "Method options (--q, --tau, --maxpool, --padding-trick, --raw-max, --steps, --sigma, "
-            "--n) are an error with a method that has no such option. The official RectGrad "
+            "--n, --composite) are an error with a method that has no such option. lrp is "
+            "layer-wise relevance propagation (its relevance starts at the score's value), "
+            "deeplift the rescale rule against a zero baseline. The official RectGrad "
             "code's methods: --method rectgrad_x_input --padding-trick (its rectgrad), the same "
             "with --maxpool prr (rectgradprr), or with --tau T (rectgradconst)."
         ),
@@ -160,6 +162,11 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="smoothgrad, smoothgrad_sq, vargrad: noise samples (default 50)")
     ex.add_argument("--steps", type=_positive_int, default=None,
                     help="integrated_gradients: steps (default 50)")
+    ex.add_argument("--composite", default=None,
+                    choices=("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1",
+                             "attn_lrp"),
+                    help="lrp: the rules per layer (default epsilon_plus_flat; attn_lrp for "
+                         "transformers; see jaxattr.relevance)")
     ex.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     ex.add_argument("--no-progress", action="store_true", help="no progress output")
     ex.add_argument("--distributed", action="store_true",
@@ -188,6 +195,9 @@ _METHODS = {
     "deconvnet": (False, ("raw_max",), lambda ja, f, o: ja.deconvnet(f, **o)),
     "rectgrad": (False, _RECTGRAD, _rectgrad),
     "rectgrad_x_input": (False, _RECTGRAD, lambda ja, f, o: ja.times_input(_rectgrad(ja, f, o))),
+    "lrp": (False, ("composite",), lambda ja, f, o: ja.lrp(
+        f, composite=o.get("composite", "epsilon_plus_flat"))),
+    "deeplift": (False, (), lambda ja, f, o: ja.deeplift(f)),
     "integrated_gradients": (False, ("steps",),
                              lambda ja, f, o: ja.integrated_gradients(f, **{"steps": 50, **o})),
     "smoothgrad": (True, _NOISE, lambda ja, f, o: ja.smoothgrad(
@@ -197,7 +207,7 @@ _METHODS = {
     "vargrad": (True, _NOISE, lambda ja, f, o: ja.vargrad(
         ja.saliency(f), **{"sigma": 0.15, "n": 50, **o})),
 }
-_OPTIONS = ("q", "tau", "maxpool", "padding_trick", "raw_max", "sigma", "n", "steps")
+_OPTIONS = ("q", "tau", "maxpool", "padding_trick", "raw_max", "sigma", "n", "steps", "composite")
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -218,9 +228,9 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 # Python argument names in jaxattr's messages -> the flags that set them on the command line
 _FLAGS = {"overwrite=True": "--overwrite", "batch_size": "--batch-size", "out": "--out",
           "key": "--key", "padding_trick": "--padding-trick", "raw_max": "--raw-max",
-          **{k: f"--{k}" for k in ("q", "tau", "maxpool", "sigma", "n", "steps")}}
+          **{k: f"--{k}" for k in ("q", "tau", "maxpool", "sigma", "n", "steps", "composite")}}
 _FLAG_RE = re.compile(r"(?<![\w.\-'\[])(overwrite=True|(?:batch_size|out|key|padding_trick|"
-                      r"raw_max|q|tau|maxpool|sigma|n|steps)(?==| \())")
+                      r"raw_max|q|tau|maxpool|sigma|n|steps|composite)(?==| \())")
 
 
 def _cli_message(text: str) -> str:

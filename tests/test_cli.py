@@ -314,6 +314,9 @@ class _Built(Exception):
         ("guided", [], "guided_backprop", {}),
         ("integrated_gradients", ["--steps", "7"], "integrated_gradients", {"steps": 7}),
         ("vargrad", ["--sigma", "0.3"], "vargrad", {"sigma": 0.3, "n": 50}),
+        ("lrp", ["--composite", "attn_lrp"], "lrp", {"composite": "attn_lrp"}),
+        ("lrp", [], "lrp", {"composite": "epsilon_plus_flat"}),
+        ("deeplift", [], "deeplift", {}),
     ],
 )
 def test_explain_method_flags_reach_the_transform(explain_dir, capsys, monkeypatch, method,
@@ -334,6 +337,20 @@ def test_explain_method_flags_reach_the_transform(explain_dir, capsys, monkeypat
         _explain(["scoremod_cli:relu_score", "x.npy,y.npy", "--method", method, *flags,
                   "--out", "o"], capsys)
     assert calls == [kwargs]
+
+
+def test_explain_lrp_and_deeplift_match_the_python_api(explain_dir, capsys):
+    import scoremod_cli
+
+    x, y = _conv_data()
+    got = _cli_maps(capsys, "lrp", "--composite", "epsilon_plus", out="lrp")
+    g = jaxattr.lrp(scoremod_cli.conv_score, "epsilon_plus")
+    np.testing.assert_allclose(got, np.stack([g(x[i], y[i]) for i in range(5)]), rtol=1e-5,
+                               atol=1e-7)
+    got = _cli_maps(capsys, "deeplift", out="dl")
+    g = jaxattr.deeplift(scoremod_cli.conv_score)
+    np.testing.assert_allclose(got, np.stack([g(x[i], y[i]) for i in range(5)]), rtol=1e-5,
+                               atol=1e-7)
 
 
 def test_explain_rectgrad_official_variant_matches_the_python_api(explain_dir, capsys):
@@ -377,6 +394,9 @@ def test_explain_rectgrad_official_variant_matches_the_python_api(explain_dir, c
         ("integrated_gradients", ["--n", "4"], r"--n does not apply to --method "
                                                r"integrated_gradients"),
         ("rectgrad", ["--sigma", "0.1"], r"--sigma does not apply to --method rectgrad"),
+        ("saliency", ["--composite", "epsilon_plus"], r"--composite does not apply to --method "
+                                                      r"saliency; expected it only with --method "
+                                                      r"lrp$"),
         ("rectgrad", ["--tau", "nan"], r"rectgrad: --tau=nan is not finite"),
     ],
 )
