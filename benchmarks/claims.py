@@ -86,6 +86,10 @@ def build_methods(model: Any, ig_steps: int, n_noise: int) -> dict[str, tuple[bo
         RG: ja.times_input(rg(98.0)),
         "rectgrad q=98 x input, no PRR/pad": ja.times_input(rg(98.0, paper=False)),
         "rectgrad q=98 (no x input)": rg(98.0),
+        "lrp epsilon_plus_flat": ja.lrp(f, "epsilon_plus_flat"),
+        "lrp epsilon_alpha2_beta1": ja.lrp(f, "epsilon_alpha2_beta1"),
+        "lrp z-plus": ja.lrp(f, ja.relevance.ZPlus()),
+        "deeplift": ja.deeplift(f),
     }
     noisy = {
         "smoothgrad": ja.smoothgrad(ja.saliency(f), sigma=0.15, n=n_noise),
@@ -235,6 +239,7 @@ def judge(results: dict[str, Any]) -> list[dict[str, Any]]:
             ("rectgrad q=98 (no x input)",
              "RectGrad passes the cascading randomisation test (map without x input)", "pass"),
             ("guided backprop", "Guided Backprop fails it (Adebayo et al.)", "fail"),
+            ("lrp z-plus", "LRP z+ fails it (Sixt et al. 2020, arXiv:1912.09818)", "fail"),
         ]:
             c = np.asarray(curves[method], np.float64)  # (seeds, layers)
             top2, last, verdict = randomisation_verdict(c)

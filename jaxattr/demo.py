@@ -38,7 +38,7 @@ MAX_IMAGES = 10
 """Most images the figure holds (one row each)."""
 
 METHODS = ("saliency", "guided backprop", "deconvnet", "rectgrad x input", "rectgrad",
-           "smoothgrad")
+           "smoothgrad", "lrp", "deeplift")
 """Method keys of :func:`run_demo`, in column order (names in the outputs carry q and n)."""
 
 COLOUR_SCALE = ("red = positive, blue = negative, white = 0; each panel scaled to the 99th "
@@ -259,6 +259,8 @@ def run_demo(
         "rectgrad": (f"rectgrad q={q:g}", lambda: ja.rectgrad(f, q=q, **rg)),
         "smoothgrad": (f"smoothgrad n={sg_n}",
                        lambda: ja.smoothgrad(ja.saliency(f), sigma=0.15, n=sg_n)),
+        "lrp": ("lrp epsilon plus flat", lambda: ja.lrp(f, "epsilon_plus_flat")),
+        "deeplift": ("deeplift (zero baseline)", lambda: ja.deeplift(f)),
     }
     h, w = x_train.shape[1:3]
     f1, f2, f3, f4 = model.features

@@ -25,6 +25,8 @@ METHODS = (
     "rectgrad q=98 x input",
     "rectgrad q=98",
     "smoothgrad n=10",
+    "lrp epsilon plus flat",
+    "deeplift (zero baseline)",
 )
 COLS = ("ms", "compile_s", "TV", "Gini", "deletion AUC", "object mass", "pointing game",
         "distractor mass")
