@@ -125,6 +125,7 @@ def main(argv=None):
         "lrp epsilon_plus_flat": ja.lrp(score, "epsilon_plus_flat"),
         "lrp epsilon_alpha2_beta1": ja.lrp(score, "epsilon_alpha2_beta1"),
         "lrp epsilon (LRP-eps everywhere)": ja.lrp(score, ja.relevance.Epsilon()),
+        "deeplift (zero baseline)": ja.deeplift(score),
     }
     if args.only:
         methods = {k: v for k, v in methods.items()

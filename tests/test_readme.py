@@ -19,7 +19,8 @@ def _python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", body, flags=re.S)
 
 
-@pytest.mark.parametrize("section", ["Ten lines", "Explaining a class"])
+@pytest.mark.parametrize("section", ["Ten lines", "Explaining a class",
+                                     "LRP, AttnLRP and DeepLIFT"])
 def test_readme_examples_run(section):
     blocks = _python_blocks(section)
     assert blocks, f"no python block under '## {section}'"
