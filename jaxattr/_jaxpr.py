@@ -92,7 +92,7 @@ from ._compat import source_line as _source_line
 from .errors import UnsupportedPrimitiveError
 
 __all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus", "register",
-           "register_analysis", "register_report", "rewrite"]
+           "register_analysis", "register_prepass", "register_report", "rewrite"]
 
 # Primitives that change only shape, dtype or variance annotations: a zero in is a zero out.
 _ZERO_PRESERVING = frozenset(
@@ -596,6 +596,7 @@ _RULES: dict[str, list[Callable]] = {}
 _ANALYSES: dict[str, Callable] = {}
 _REPORTS: list[Callable] = []
 _MAY_REWRITE: list[Callable] = []
+_PREPASSES: list[Callable] = []
 
 
 def register(*primitives: str) -> Callable:
@@ -627,6 +628,13 @@ def register_report(report: Callable, may_rewrite: Callable | None = None) -> No
     _REPORTS.append(report)
     if may_rewrite is not None:
         _MAY_REWRITE.append(may_rewrite)
+
+
+def register_prepass(wants: Callable) -> None:
+    """``wants(rules)``: whether a walk with these rules needs a first walk (traced, discarded;
+    ``cache["prepass"]`` is set in it) whose ``cache`` the real walk reads as
+    ``cache["prepass_cache"]``."""
+    _PREPASSES.append(wants)
 
 
 def _dispatch(interp: _Interpreter, eqn, invals: list[_Val], ctx: dict) -> list[_Val]:
@@ -663,8 +671,16 @@ def rewrite(
         closed, out_shape = jax.make_jaxpr(fun, return_shape=True)(*args)
         if check_output is not None:
             check_output(out_shape)
-        interp = _Interpreter(rules)
         flat_args = jax.tree_util.tree_leaves(args)
+        interp = _Interpreter(rules)
+        if any(wants(rules) for wants in _PREPASSES):
+            # a first walk, traced and discarded, whose per-walk cache the real walk sees (what
+            # lies downstream of what: e.g. which layer is the last)
+            pre = _Interpreter(rules)
+            pre.cache["prepass"] = True
+            jax.make_jaxpr(lambda *a: [o.value for o in pre.eval_closed(
+                closed, [_Val(x) for x in a])])(*_value_avals([_Val(a) for a in flat_args]))
+            interp.cache["prepass_cache"] = pre.cache
         outs = interp.eval_closed(closed, [_Val(a) for a in flat_args])
         for report in _REPORTS:
             report(interp.stats, rules, name)

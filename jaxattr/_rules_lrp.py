@@ -44,7 +44,14 @@ from jax.extend import core as jcore
 
 from ._compat import bind as _bind
 from ._compat import source_line as _source_line
-from ._jaxpr import _is_nn_relu, _is_zero, _Val, register, register_analysis
+from ._jaxpr import (
+    _is_nn_relu,
+    _is_zero,
+    _Val,
+    register,
+    register_analysis,
+    register_prepass,
+)
 from ._units import find_units, run_unit, statistics
 from .errors import UnsupportedPrimitiveError
 
@@ -78,19 +85,23 @@ class Layer:
     ``kind``: ``"dense"`` (``dot_general``), ``"conv"``, ``"sum"`` (a sum of input-dependent
     terms, ``reduce_sum``), ``"avgpool"`` (``reduce_window_sum``); ``path``: the module path in
     the jaxpr's name stack (Flax: ``"Model/Dense_0"``); ``first``: no other dense or conv layer
-    lies between the attributed input and this layer; ``line``: the user's source line.
+    lies between the attributed input and this layer; ``line``: the user's source line;
+    ``last``: no other dense or conv layer lies between this layer and the score.
     """
 
     kind: str
     path: str
     first: bool
     line: str
+    last: bool = False
 
     def matches(self, selector: Any) -> bool:
         if callable(selector):
             return bool(selector(self))
         if selector == "first":
             return self.first and self.kind in ("dense", "conv")
+        if selector == "last":
+            return self.last and self.kind in ("dense", "conv")
         if selector in ("dense", "conv", "sum", "avgpool"):
             return self.kind == selector
         if selector == "linear":
@@ -109,6 +120,7 @@ class LrpOptions:
 
     rule_for: Callable[[Layer], Any]
     activation: Any
+    needs_last: bool = False  # a selector reads Layer.last: a first walk finds the last layers
     bilinear_epsilon: float = 1e-6
     norm_epsilon: float = 1e-6
     softmax: str = "taylor"
@@ -210,6 +222,7 @@ def _layer_kind(e, free: set) -> str | None:
 
 
 register_analysis("lrp", _analysis)
+register_prepass(lambda rules: bool(getattr(rules.option(LrpOptions), "needs_last", False)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,9 +430,16 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
     kind = _layer_kind(layer_eqn, {v for v, val in zip(layer_eqn.invars, invals, strict=True)
                                    if val.free})
     dep = [not v.free for v in invals]
-    first = not any(_LAYER_TAG in v.tags for v in invals if not v.free)
+    in_tags = frozenset().union(*(v.tags for v in invals if not v.free))
+    first = _LAYER_TAG not in in_tags
     path = str(getattr(layer_eqn.source_info, "name_stack", ""))
-    layer = Layer(kind, path, first, _source_line(layer_eqn))
+    own_tag = f"lrp:layer:{id(layer_eqn)}"
+    if kind in ("dense", "conv"):
+        interp.cache.setdefault("lrp_layers", {})[own_tag] = in_tags
+    seen = interp.cache.get("prepass_cache", {}).get("lrp_layers")
+    last = seen is not None and kind in ("dense", "conv") and not any(
+        own_tag in tags for tags in seen.values())
+    layer = Layer(kind, path, first, _source_line(layer_eqn), last)
     rule = opts.rule_for(layer)
     interp.stats.count("lrp_layer")
     interp.stats.sites += 1
@@ -453,7 +473,8 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
                              r, layer)
 
     out = _with_rule(z, xs, (s, c, *frees), backward)
-    return [_Val(out, tags=frozenset({_LAYER_TAG}))]
+    tags = frozenset({_LAYER_TAG, own_tag}) if kind in ("dense", "conv") else frozenset()
+    return [_Val(out, tags=tags)]
 
 
 def _sum_rule(rule, fn, xs, out, r, layer):

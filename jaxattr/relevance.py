@@ -42,7 +42,8 @@ normalisation factor held constant and the epsilon rule through the resulting li
 :class:`~jaxattr.errors.UnsupportedPrimitiveError`.
 
 Composites choose a rule per dense/conv layer; the first selector that matches wins:
-``"first"`` (no other dense/conv layer between ``x`` and it), ``"dense"``, ``"conv"``, ``"sum"``,
+``"first"`` (no other dense/conv layer between ``x`` and it), ``"last"`` (none between it and
+the score; found by a first walk of the jaxpr), ``"dense"``, ``"conv"``, ``"sum"``,
 ``"avgpool"``, ``"linear"`` (dense or conv), a Flax module path pattern (``"*/fc2"``,
 ``"Dense_0"``; matched against the jaxpr's name stack), or a callable ``Layer -> bool``.
 
@@ -190,7 +191,7 @@ class Gradient:
 
 
 _RULES = (Epsilon, ZPlus, AlphaBeta, Gamma, ZBox, Flat, WSquare, Norm, Pass, Gradient)
-_KEYWORDS = ("first", "dense", "conv", "linear", "sum", "avgpool", "*", "any")
+_KEYWORDS = ("first", "last", "dense", "conv", "linear", "sum", "avgpool", "*", "any")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,7 +336,8 @@ def lrp(f: Callable, composite: Composite | str | Any = "epsilon_plus_flat", *,
         fail("lrp", "relevance", relevance, "is not a relevance convention",
              "'score' (the score's value) or 'one'")
     check_bool(has_aux, "has_aux", fn="lrp")
-    options = LrpOptions(rule_for=comp.rule_for, activation="pass",
+    needs_last = any(sel == "last" or callable(sel) for sel, _ in comp.layers)
+    options = LrpOptions(rule_for=comp.rule_for, activation="pass", needs_last=needs_last,
                          bilinear_epsilon=comp.epsilon, norm_epsilon=comp.epsilon,
                          softmax=comp.softmax)
     return _modified_grad(f, Rules(options=(options,)), argnums, has_aux, "lrp", dtype,

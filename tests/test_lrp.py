@@ -89,6 +89,27 @@ def test_module_path_selectors_reproduce_a_composite(vgg):
                VGG["map/EpsilonPlusFlat"]) > 1e-2
 
 
+def test_selectors_see_kind_path_first_and_last(vgg):
+    apply, variables, x = vgg
+    f = lambda xi: apply(variables, xi[None])[0, 3]  # noqa: E731
+    seen = []
+
+    def spy(layer):
+        seen.append((layer.path.rsplit("/", 1)[-1], layer.kind, layer.first, layer.last))
+        return False
+
+    ja.lrp(f, rl.Composite([(spy, rl.Flat())]))(x[0])
+    assert seen[len(seen) // 2:] == [  # the second walk (the first finds the last layers)
+        ("conv1", "conv", True, False), ("conv2", "conv", False, False),
+        ("conv3", "conv", False, False), ("fc1", "dense", False, False),
+        ("fc2", "dense", False, True)]
+    by_last = ja.lrp(f, rl.Composite([("last", rl.Epsilon(0.5))]))(x[0])
+    by_path = ja.lrp(f, rl.Composite([("fc2", rl.Epsilon(0.5))]))(x[0])
+    default = ja.lrp(f, rl.Composite([]))(x[0])
+    np.testing.assert_array_equal(by_last, by_path)
+    assert rel(by_last, default) > 1e-3
+
+
 @pytest.mark.parametrize("name, original", [("EpsilonPlusFlat", False),
                                             ("EpsilonAlpha2Beta1", True)])
 def test_resnet_with_batchnorm_and_residual_sums_equals_zennit(name, original):
