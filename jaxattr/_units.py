@@ -142,8 +142,11 @@ def find_units(jaxpr: jcore.Jaxpr) -> Units:
         kind, function = keys[run[0]][0], keys[run[0]][1]
         caller_file, caller_line = keys[run[0]][4], keys[run[0]][5]
         line = f"{caller_file}:{caller_line}" if caller_file else source_line(eqns[0])
-        unit = Unit(kind, function.rsplit(".", 1)[-1] if kind != "norm" else function,
-                    eqns, tuple(inputs), outputs, line)
+        # a layer's name: its module path's last part (the same on every Python and JAX: the
+        # frame's function is "LayerNorm.__call__" or only "__call__" depending on the version)
+        module = keys[run[0]][6].rsplit("/", 1)[-1]
+        name = (module or function) if kind == "norm" else function.rsplit(".", 1)[-1]
+        unit = Unit(kind, name, eqns, tuple(inputs), outputs, line)
         first[id(eqns[0])] = unit
         for e in eqns:
             member[id(e)] = unit
