@@ -432,7 +432,7 @@ def _unit(interp: _Interpreter, opts: DeepLiftOptions, unit: Unit, units: _LazyU
         _fail(opts, f"{what} '{unit.name}'", unit.line,
               "depends on the input, and is not elementwise (its outputs mix its inputs)")
     outs: dict = {}
-    for part in _parts(unit):
+    for part in [unit] if unit.outputs else []:  # units are connected: one part
         stacked = [v for v in part.inputs if not inputs[v].free]
         if not stacked:  # a part on free values only (another call on the same line)
             value = _run_part(interp, part, {v: inputs[v].value for v in part.inputs})
@@ -473,45 +473,6 @@ def _run_part(interp: _Interpreter, part: Unit, values: dict) -> Any:
 def _member_outputs(eqn, outs: dict) -> list[_Val]:
     # Values of the unit read after it are the unit's; the others are read by no one.
     return [outs.get(v, _Val(None)) for v in eqn.outvars]
-
-
-def _parts(unit: Unit) -> list[Unit]:
-    """The unit split into independent parts (two calls on one line in a row form one unit):
-    equations connected through the values they define, each part with its inputs and
-    outputs."""
-    parent = list(range(len(unit.eqns)))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    defined_by = {}
-    for i, e in enumerate(unit.eqns):
-        for v in e.invars:
-            if not isinstance(v, jcore.Literal) and v in defined_by:
-                parent[find(i)] = find(defined_by[v])
-        for v in e.outvars:
-            defined_by[v] = i
-    groups: dict[int, list[int]] = {}
-    for i in range(len(unit.eqns)):
-        groups.setdefault(find(i), []).append(i)
-    outputs = set(unit.outputs)
-    parts = []
-    for idx in groups.values():
-        eqns = tuple(unit.eqns[i] for i in idx)
-        defined = {v for e in eqns for v in e.outvars}
-        inputs: list = []
-        for e in eqns:
-            for v in e.invars:
-                if not isinstance(v, jcore.Literal) and v not in defined and v not in inputs:
-                    inputs.append(v)
-        outs = tuple(v for e in eqns for v in e.outvars if v in outputs)
-        if not outs:
-            continue  # a part no one reads
-        parts.append(dataclasses.replace(unit, eqns=eqns, inputs=tuple(inputs), outputs=outs))
-    return parts
 
 
 @register("*")

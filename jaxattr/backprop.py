@@ -105,7 +105,9 @@ def _check_score(out: Any, has_aux: bool, name: str, x: Any = None) -> None:
               "f to return a real floating-point scalar (e.g. one logit)", fix)
 
 
-def _backward_only(fun: Callable, name: str) -> Callable:
+def _backward_only(fun: Callable, name: str,
+                   why: str = "its backward rules are replaced (at each ReLU, or relevance "
+                               "rules)") -> Callable:
     """Wrap ``fun`` so any forward-mode (or higher-order) differentiation raises clearly."""
 
     def wrapped(*args):
@@ -113,7 +115,7 @@ def _backward_only(fun: Callable, name: str) -> Callable:
 
         def jvp(primals, tangents):
             raise ForwardModeError(
-                f"{name} maps are backward-only: the backward rule at each ReLU is replaced, so "
+                f"{name} maps are backward-only: {why}, so "
                 "the map is not the derivative of any function and cannot be differentiated "
                 "(jax.jvp, jax.jacfwd, jax.hessian, jax.grad of the map). Differentiate "
                 "jaxattr.saliency (the plain gradient) instead, or stop_gradient the map."

@@ -32,8 +32,13 @@ from ._calling import jit_with_static, mark_map, mark_transform
 from ._checks import check_bool, check_choice, check_dtype, check_real, fail, fail_type
 from ._jaxpr import _REPORTS, Rules, _Interpreter, _Val, cpu_loop_body
 from ._rules_deeplift import MAXPOOL_RULES, DeepLiftOptions
-from .backprop import _argnums_tuple, _check_inputs, _check_score, _check_score_fn
-from .errors import ForwardModeError
+from .backprop import (
+    _argnums_tuple,
+    _backward_only,
+    _check_inputs,
+    _check_score,
+    _check_score_fn,
+)
 
 __all__ = ["deeplift", "deeplift_shap"]
 
@@ -90,30 +95,6 @@ def _broadcast(b: jax.Array, x: jax.Array, lead: tuple, value: Any, name: str, f
         fail(fn, name, value, f"has shape {tuple(jnp.shape(b))}",
              f"{expected} (x has shape {tuple(jnp.shape(x))})")
     return jnp.broadcast_to(jnp.asarray(b).astype(jnp.result_type(x)), (*lead, *jnp.shape(x)))
-
-
-def _backward_only(fun: Callable, name: str) -> Callable:
-    """``fun`` whose forward-mode (or higher-order) differentiation raises clearly."""
-
-    def wrapped(*args):
-        inner = jax.custom_jvp(fun)
-
-        def jvp(primals, tangents):
-            raise ForwardModeError(
-                f"{name} maps are backward-only: DeepLIFT replaces the derivative of every "
-                "nonlinearity by a multiplier, so the map is not the derivative of any function "
-                "and cannot be differentiated (jax.jvp, jax.jacfwd, jax.hessian, jax.grad of the "
-                "map). Differentiate jaxattr.saliency instead, or stop_gradient the map."
-            )
-
-        inner.defjvp(jvp)
-        return inner(*args)
-
-    return wrapped
-
-
-# ---------------------------------------------------------------------------------------------
-# The transform shared by deeplift and deeplift_shap.
 
 
 def _difference(f: Callable, name: str, *, refs: Callable[[tuple], list], pairs: int,
@@ -175,7 +156,9 @@ def _difference(f: Callable, name: str, *, refs: Callable[[tuple], list], pairs:
         return (result, aux) if has_aux else result
 
     g = jit_with_static(compute, fn=name, dynamic_argnums=argnums_t,
-                        wrap=functools.partial(_backward_only, name=name))
+                        wrap=functools.partial(
+                            _backward_only, name=name, why="DeepLIFT replaces the derivative of "
+                            "every nonlinearity by a multiplier"))
     g = functools.wraps(f)(g)
     return mark_map(g)
 
