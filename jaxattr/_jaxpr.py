@@ -694,6 +694,6 @@ def rewrite(
 
 # The rule sets register their handlers on import (ReLU rules outermost, then the layout rule;
 # the relevance and DeepLIFT rule sets register "*" handlers, each active only with its options).
-from . import _rules_relu, _rules_layout, _rules_lrp, _rules_deeplift  # noqa: E402, F401, I001
+from . import _rules_relu, _rules_layout, _rules_lrp, _rules_deeplift, _rules_at  # noqa: E402, F401, I001, E501
 from ._rules_layout import canonical_convs, cpu_loop_body  # noqa: E402
 from ._rules_relu import ReluReport, find_relus  # noqa: E402

@@ -40,7 +40,7 @@ from jax.extend import core as jcore
 
 from ._compat import DropVar, bind, frames, in_library, source_line
 
-__all__ = ["Unit", "Units", "find_units", "run_unit", "statistics"]
+__all__ = ["Unit", "Units", "clean_stack", "find_units", "run_unit", "statistics"]
 
 _ACTIVATIONS = frozenset({
     "relu", "relu6", "sigmoid", "softplus", "sparse_plus", "sparse_sigmoid", "soft_sign",
@@ -95,6 +95,17 @@ class Units:
     member: dict[int, Unit]
 
 
+def clean_stack(stack: str) -> str:
+    """The module path: without the scopes transformations add (``vmap(jvp(M))/d`` -> ``M/d``)."""
+    parts = []
+    for p in stack.split("/"):
+        while p.endswith(")") and "(" in p:
+            p = p[p.index("(") + 1:-1]
+        if p:
+            parts.append(p)
+    return "/".join(parts)
+
+
 def _key(eqn) -> tuple | None:
     fr = frames(eqn)
     for i in range(len(fr) - 1, -1, -1):  # outermost first
@@ -102,9 +113,7 @@ def _key(eqn) -> tuple | None:
         kind = _kind(file, function)
         if kind is not None:
             caller = next((f for f in fr[i + 1:] if not in_library(f[0])), ("", "", -1, -1))
-            stack = str(getattr(eqn.source_info, "name_stack", ""))
-            # the module path, without the scopes transformations add inside it ("vmap()")
-            stack = "/".join(p for p in stack.split("/") if not p.endswith(")"))
+            stack = clean_stack(str(getattr(eqn.source_info, "name_stack", "")))
             return (kind, function, file, start, caller[0], caller[3], stack)
     return None
 

@@ -4,4 +4,4 @@ are read by the tests (tests/test_conformance.py; the LRP and DeepLIFT reference
 coming relevance rules, issue 17)."""
 
 collect_ignore = ["make_captum_references.py", "make_captum_deeplift.py",
-                  "make_zennit_references.py"]
+                  "make_zennit_references.py", "make_captum_layer_references.py"]
