@@ -30,3 +30,14 @@ def trained_digits_cnn(digits):
 
     model = DigitsCNN()
     return model, train(model, digits.train, key=jax.random.key(0), steps=150, lr=3e-3)
+
+
+# Tests that take 10-50 s each run first, so that none of them is left alone at the end of a
+# worker's queue (pytest-xdist's worksteal hands the fast ones at the end to the idle worker).
+_SLOW = ("test_notebooks.py::test_notebook_executes", "test_cli.py::test_demo_writes",
+         "test_multihost.py::", "test_demo.py::", "test_canonical_conv.py::test_loops_over",
+         "test_theory.py::", "test_lrp.py::test_resnet", "test_slowroll_spectrum.py::")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not any(s in item.nodeid for s in _SLOW))
