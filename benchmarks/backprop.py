@@ -125,8 +125,13 @@ def main(argv=None):
         "lrp epsilon_plus_flat": ja.lrp(score, "epsilon_plus_flat"),
         "lrp epsilon_alpha2_beta1": ja.lrp(score, "epsilon_alpha2_beta1"),
         "lrp epsilon (LRP-eps everywhere)": ja.lrp(score, ja.relevance.Epsilon()),
-        "deeplift (zero baseline)": ja.deeplift(score),
+        # DeepLIFT has no rule for a max over the logits (reduce_max): one logit instead
+        "deeplift (zero baseline, logit 0)": ja.deeplift(lambda xi: model.apply(params,
+                                                                              xi[None])[0, 0]),
     }
+    if not args.resnet:  # the CIFAR CNN's last convolution is the Flax module "Conv_3"
+        methods["grad_cam (last conv)"] = ja.grad_cam(score, "Conv_3")
+        methods["guided_grad_cam (last conv)"] = ja.guided_grad_cam(score, "Conv_3")
     if args.only:
         methods = {k: v for k, v in methods.items()
                    if k.startswith("plain") or any(o in k for o in args.only.split(","))}

@@ -64,6 +64,11 @@ def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:6.1f} s] {msg}", flush=True)
 
 
+def _per_pixel(cam_fn):
+    """A Grad-CAM map (one value per pixel) broadcast to the image's channels."""
+    return lambda x, *args: jnp.broadcast_to(cam_fn(x, *args)[..., None], x.shape)
+
+
 def build_methods(model: Any, ig_steps: int, n_noise: int) -> dict[str, tuple[bool, Any]]:
     """name -> (noisy, jitted batched map (xs, ys, params[, keys]) -> maps)."""
 
@@ -90,6 +95,8 @@ def build_methods(model: Any, ig_steps: int, n_noise: int) -> dict[str, tuple[bo
         "lrp epsilon_alpha2_beta1": ja.lrp(f, "epsilon_alpha2_beta1"),
         "lrp z-plus": ja.lrp(f, ja.relevance.ZPlus()),
         "deeplift": ja.deeplift(f),
+        "grad-cam conv4": _per_pixel(ja.grad_cam(f, "conv4")),
+        "guided grad-cam conv4": ja.guided_grad_cam(f, "conv4"),
     }
     noisy = {
         "smoothgrad": ja.smoothgrad(ja.saliency(f), sigma=0.15, n=n_noise),

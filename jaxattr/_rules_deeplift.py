@@ -105,6 +105,7 @@ _LINEAR = frozenset({
     "gather", "scatter", "scatter-add", "scatter_add", "select_n", "cumsum", "reduce_precision",
     "pvary", "sharding_constraint", "device_put", "split", "optimization_barrier",
     "stop_gradient",  # written by the user: the multiplier is 0 there, as the gradient
+    "name", "tile",  # checkpoint_name is the identity
 })
 # Linear in each operand: linear when exactly one operand depends on the input.
 _BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated", "ragged_dot"})

@@ -66,6 +66,7 @@ _STRUCTURAL = frozenset({
     "copy_p", "reduce_precision", "pvary", "device_put", "split", "reduce_max", "reduce_min",
     "reduce_window_max", "reduce_window_min", "select_n", "dynamic_update_slice", "sort",
     "optimization_barrier", "stop_gradient", "real", "imag", "tile", "broadcast",
+    "name",  # jax.ad_checkpoint.checkpoint_name: the identity
 })
 # Unary elementwise functions: activations, identity rule.
 _UNARY = frozenset({
@@ -280,7 +281,7 @@ _NONNEG_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "softplus", "hard_s
 _KEEPS_SIGN = frozenset({
     "reshape", "transpose", "broadcast_in_dim", "squeeze", "expand_dims", "slice",
     "dynamic_slice", "gather", "rev", "convert_element_type", "copy", "copy_p", "reduce_max",
-    "reduce_window_max", "reduce_precision", "pvary", "device_put", "tile",
+    "reduce_window_max", "reduce_precision", "pvary", "device_put", "tile", "name",
 })
 
 

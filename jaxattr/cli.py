@@ -161,12 +161,17 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--n", type=_positive_int, default=None,
                     help="smoothgrad, smoothgrad_sq, vargrad: noise samples (default 50)")
     ex.add_argument("--steps", type=_positive_int, default=None,
-                    help="integrated_gradients: steps (default 50)")
+                    help="integrated_gradients, layer_integrated_gradients: steps (default 50)")
     ex.add_argument("--composite", default=None,
                     choices=("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1",
                              "attn_lrp"),
                     help="lrp: the rules per layer (default epsilon_plus_flat; attn_lrp for "
                          "transformers; see jaxattr.relevance)")
+    ex.add_argument("--at", default=None, metavar="LAYER",
+                    help="grad_cam, guided_grad_cam, layer_gradient_x_activation, "
+                         "layer_integrated_gradients: the layer, by Flax module path as in the "
+                         "jaxpr's name stack (CifarCNN/conv4, or a unique suffix: conv4) or "
+                         "checkpoint_name")
     ex.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     ex.add_argument("--no-progress", action="store_true", help="no progress output")
     ex.add_argument("--distributed", action="store_true",
@@ -186,6 +191,13 @@ def _rectgrad(ja: Any, f: Callable, o: dict) -> Callable:
     return ja.rectgrad(f, **o)
 
 
+def _at(o: dict) -> str:
+    if "at" not in o:
+        raise _CliError("--at is required with this method: the module path (as in the jaxpr's "
+                        "name stack, e.g. CifarCNN/conv4 or conv4) or checkpoint_name of the layer")
+    return o["at"]
+
+
 _RECTGRAD = ("q", "tau", "maxpool", "padding_trick", "raw_max")
 _NOISE = ("sigma", "n")
 _METHODS = {
@@ -198,6 +210,12 @@ _METHODS = {
     "lrp": (False, ("composite",), lambda ja, f, o: ja.lrp(
         f, composite=o.get("composite", "epsilon_plus_flat"))),
     "deeplift": (False, (), lambda ja, f, o: ja.deeplift(f)),
+    "grad_cam": (False, ("at",), lambda ja, f, o: ja.grad_cam(f, _at(o))),
+    "guided_grad_cam": (False, ("at",), lambda ja, f, o: ja.guided_grad_cam(f, _at(o))),
+    "layer_gradient_x_activation": (False, ("at",),
+                                    lambda ja, f, o: ja.layer_gradient_x_activation(f, _at(o))),
+    "layer_integrated_gradients": (False, ("at", "steps"), lambda ja, f, o: (
+        ja.layer_integrated_gradients(f, _at(o), steps=o.get("steps", 50)))),
     "integrated_gradients": (False, ("steps",),
                              lambda ja, f, o: ja.integrated_gradients(f, **{"steps": 50, **o})),
     "smoothgrad": (True, _NOISE, lambda ja, f, o: ja.smoothgrad(
@@ -207,7 +225,8 @@ _METHODS = {
     "vargrad": (True, _NOISE, lambda ja, f, o: ja.vargrad(
         ja.saliency(f), **{"sigma": 0.15, "n": 50, **o})),
 }
-_OPTIONS = ("q", "tau", "maxpool", "padding_trick", "raw_max", "sigma", "n", "steps", "composite")
+_OPTIONS = ("q", "tau", "maxpool", "padding_trick", "raw_max", "sigma", "n", "steps", "composite",
+            "at")
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -228,9 +247,10 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 # Python argument names in jaxattr's messages -> the flags that set them on the command line
 _FLAGS = {"overwrite=True": "--overwrite", "batch_size": "--batch-size", "out": "--out",
           "key": "--key", "padding_trick": "--padding-trick", "raw_max": "--raw-max",
-          **{k: f"--{k}" for k in ("q", "tau", "maxpool", "sigma", "n", "steps", "composite")}}
+          **{k: f"--{k}" for k in ("q", "tau", "maxpool", "sigma", "n", "steps", "composite",
+                                   "at")}}
 _FLAG_RE = re.compile(r"(?<![\w.\-'\[])(overwrite=True|(?:batch_size|out|key|padding_trick|"
-                      r"raw_max|q|tau|maxpool|sigma|n|steps|composite)(?==| \())")
+                      r"raw_max|q|tau|maxpool|sigma|n|steps|composite|at)(?==| \())")
 
 
 def _cli_message(text: str) -> str:

@@ -38,7 +38,7 @@ MAX_IMAGES = 10
 """Most images the figure holds (one row each)."""
 
 METHODS = ("saliency", "guided backprop", "deconvnet", "rectgrad x input", "rectgrad",
-           "smoothgrad", "lrp", "deeplift")
+           "smoothgrad", "lrp", "deeplift", "grad-cam", "guided grad-cam")
 """Method keys of :func:`run_demo`, in column order (names in the outputs carry q and n)."""
 
 COLOUR_SCALE = ("red = positive, blue = negative, white = 0; each panel scaled to the 99th "
@@ -111,6 +111,17 @@ def _train(model, x, y, *, key, steps, clock, every=5.0):
             clock(f"training: step {i}/{steps}")
             last = time.perf_counter()
     return jax.block_until_ready(variables)
+
+
+def _per_pixel(cam_fn: Callable) -> Callable:
+    """A Grad-CAM map (one value per pixel) as a map shaped like the image (every channel)."""
+
+    def g(x, *args):
+        import jax.numpy as jnp
+
+        return jnp.broadcast_to(cam_fn(x, *args)[..., None], x.shape)
+
+    return g
 
 
 def run_demo(
@@ -261,6 +272,8 @@ def run_demo(
                        lambda: ja.smoothgrad(ja.saliency(f), sigma=0.15, n=sg_n)),
         "lrp": ("lrp epsilon plus flat", lambda: ja.lrp(f, "epsilon_plus_flat")),
         "deeplift": ("deeplift (zero baseline)", lambda: ja.deeplift(f)),
+        "grad-cam": ("grad-cam conv4", lambda: _per_pixel(ja.grad_cam(f, "conv4"))),
+        "guided grad-cam": ("guided grad-cam conv4", lambda: ja.guided_grad_cam(f, "conv4")),
     }
     h, w = x_train.shape[1:3]
     f1, f2, f3, f4 = model.features

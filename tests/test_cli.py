@@ -27,6 +27,8 @@ METHODS = (
     "smoothgrad n=10",
     "lrp epsilon plus flat",
     "deeplift (zero baseline)",
+    "grad-cam conv4",
+    "guided grad-cam conv4",
 )
 COLS = ("ms", "compile_s", "TV", "Gini", "deletion AUC", "object mass", "pointing game",
         "distractor mass")
@@ -164,6 +166,7 @@ SCORE_MODULE = """
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 def score(x, y):
     return jnp.tanh(x * jnp.arange(1.0, 4.0))[y]
@@ -182,7 +185,7 @@ V = jnp.asarray(_R.normal(size=(8, 3)), jnp.float32)
 def conv_score(x, y):  # x (6, 6, 1): SAME conv, ReLU, 2x2 max-pool, dense, raw max(., 0), dense
     h = jax.lax.conv_general_dilated(x[None], K, (1, 1), "SAME",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    h = jax.nn.relu(h)
+    h = jax.nn.relu(checkpoint_name(h, "conv"))
     h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     return (jnp.maximum(h.reshape(-1) @ W, 0.0) @ V)[y]
 
@@ -355,6 +358,27 @@ def test_explain_lrp_and_deeplift_match_the_python_api(explain_dir, capsys):
                                atol=1e-7)
 
 
+def test_explain_layer_methods_match_the_python_api(explain_dir, capsys):
+    import scoremod_cli
+
+    x, y = _conv_data()
+    for method, flags, build in [
+        ("grad_cam", ["--at", "conv"], lambda f: jaxattr.grad_cam(f, "conv")),
+        ("layer_integrated_gradients", ["--at", "conv", "--steps", "4"],
+         lambda f: jaxattr.layer_integrated_gradients(f, "conv", steps=4)),
+    ]:
+        got = _cli_maps(capsys, method, *flags, out=method)
+        g = build(scoremod_cli.conv_score)
+        np.testing.assert_allclose(got, np.stack([g(x[i], y[i]) for i in range(5)]), rtol=1e-5,
+                                   atol=1e-7)
+    rc, _, err = _explain(["scoremod_cli:conv_score", "img.npy,lab.npy", "--method", "grad_cam",
+                           "--out", "nope"], capsys)
+    assert rc == 2 and "--at is required" in err
+    rc, _, err = _explain(["scoremod_cli:conv_score", "img.npy,lab.npy", "--method", "grad_cam",
+                           "--at", "conv9", "--out", "nope"], capsys)
+    assert rc == 2 and "names no module and no checkpoint_name" in err and "conv" in err
+
+
 def test_explain_rectgrad_official_variant_matches_the_python_api(explain_dir, capsys):
     import jax
 
@@ -392,7 +416,9 @@ def test_explain_rectgrad_official_variant_matches_the_python_api(explain_dir, c
                                     r"it only with --method deconvnet or guided or rectgrad or "
                                     r"rectgrad_x_input$"),
         ("smoothgrad", ["--steps", "4"], r"--steps does not apply to --method smoothgrad; "
-                                         r"expected it only with --method integrated_gradients$"),
+                                         r"expected it only with --method integrated_gradients "
+                                         r"or layer_integrated_gradients$"),
+        ("saliency", ["--at", "conv"], r"--at does not apply to --method saliency"),
         ("integrated_gradients", ["--n", "4"], r"--n does not apply to --method "
                                                r"integrated_gradients"),
         ("rectgrad", ["--sigma", "0.1"], r"--sigma does not apply to --method rectgrad"),
