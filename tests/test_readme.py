@@ -20,7 +20,8 @@ def _python_blocks(section: str) -> list[str]:
 
 
 @pytest.mark.parametrize("section", ["Ten lines", "Explaining a class",
-                                     "LRP, AttnLRP and DeepLIFT"])
+                                     "LRP, AttnLRP and DeepLIFT",
+                                     "Attribution at an intermediate"])
 def test_readme_examples_run(section):
     blocks = _python_blocks(section)
     assert blocks, f"no python block under '## {section}'"
