@@ -249,3 +249,16 @@ def test_token_attribution_sums_per_token():
         lambda e: jnp.sum(jnp.tanh(e @ w)))(e), axis=1), rtol=1e-12)
     with pytest.raises(ArgumentTypeError, match="dtype int"):
         ja.neuron_gradient(f, "emb", (0, 0))(t)  # differentiates with respect to x itself
+
+
+def test_composes_with_lax_map_checkpoint_and_the_noise_transforms(net):
+    m, v, x = net
+    f = lambda x, y: m.apply(v, x)[y]  # noqa: E731
+    g = ja.grad_cam(f, "c2")
+    xs = jnp.stack([x, 0.5 * x])
+    mapped = jax.lax.map(lambda xi: g(xi, 1), xs)  # the map inside a loop body
+    np.testing.assert_allclose(mapped, jax.vmap(lambda xi: g(xi, 1))(xs), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(jax.checkpoint(lambda xi: g(xi, 1)))(x), g(x, 1),
+                               rtol=1e-12, atol=1e-14)
+    sg = ja.smoothgrad(g, sigma=1e-9, n=3)(x, jax.random.key(0), 1)
+    np.testing.assert_allclose(sg, g(x, 1), rtol=1e-5, atol=1e-9)
