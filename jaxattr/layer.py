@@ -243,7 +243,7 @@ def grad_cam(f: Callable, at: str, *, channel_axis: int = -1, relu: bool = True,
     Example (a 1-D "image" of 4 positions, 2 channels; layer = the input scaled):
       >>> import jax, jax.numpy as jnp, jaxattr as ja
       >>> from jax.ad_checkpoint import checkpoint_name
-      >>> f = lambda x: jnp.sum(checkpoint_name(2.0 * x, "A") * jnp.array([1.0, -1.0]))
+      >>> f = lambda x: jnp.sum(checkpoint_name(2.0 * x, "A") * jnp.array([[1.0, -1.0]]))
       >>> ja.grad_cam(f, "A")(jnp.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])).tolist()
       [2.0, 4.0, 0.0, 0.0]
     """
