@@ -36,7 +36,7 @@ from ._jaxpr import _Val, register, register_analysis, register_prepass
 from ._units import clean_stack
 from .errors import ArgumentError, UnsupportedPrimitiveError
 
-__all__ = ["AtOptions", "names_in", "resolve"]
+__all__ = ["AtOptions", "names_in", "occurrences", "resolve"]
 
 _INLINE = frozenset({"pjit", "jit", "closed_call", "core_call", "call", "checkpoint", "remat2",
                      "remat"})
@@ -70,7 +70,9 @@ def _checkpoint_name(eqn) -> str | None:
 
 
 register_analysis("at_jaxpr", lambda jaxpr, *known: jaxpr)
-register_prepass(lambda rules: rules.option(AtOptions) is not None)
+# A first walk counts the occurrences when the value is met more than once (the last is taken).
+register_prepass(lambda rules: rules.option(AtOptions) is not None
+                 and not rules.option(AtOptions).state.get("single"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +107,24 @@ def _modules(paths: list[str]) -> list[str]:
             if q not in out:
                 out.append(q)
     return out
+
+
+def occurrences(jaxpr: jcore.Jaxpr, kind: str, target: str, prefix: str = "") -> int:
+    """How many times the walk meets the named value: checkpoint-name equations, or calls of the
+    module (runs of its equations; a body inside the module's scope is not counted again)."""
+    n, in_run = 0, False
+    for e in jaxpr.eqns:
+        full = _join(prefix, _stack(e))
+        inside = kind == "path" and _in_scope(full, target)
+        if kind == "name" and _checkpoint_name(e) == target:
+            n += 1
+        if inside and not in_run:
+            n += 1
+        in_run = inside
+        if not inside:
+            n += sum(occurrences(_closed(sub).jaxpr, kind, target, full)
+                     for sub in jaxprs_in_params(e.params))
+    return n
 
 
 def resolve(jaxpr: jcore.Jaxpr, at: str, fn: str) -> tuple[str, str]:
@@ -222,7 +242,7 @@ def _take(interp, opts: AtOptions, eqn, outs: list[_Val], idx: list[int]) -> lis
     cache = interp.cache
     k = cache.get("at_count", 0)
     cache["at_count"] = k + 1
-    total = cache.get("prepass_cache", {}).get("at_count")
+    total = 1 if opts.state.get("single") else cache.get("prepass_cache", {}).get("at_count")
     if cache.get("prepass") or total is None or k != total - 1:
         return outs
     i = idx[0]

@@ -40,7 +40,7 @@ import numpy as np
 from ._calling import jit_with_static, mark_map, mark_transform
 from ._checks import check_choice, check_int, fail, fail_type
 from ._jaxpr import Rules, rewrite
-from ._rules_at import AtOptions, resolve
+from ._rules_at import AtOptions, occurrences, resolve
 from .backprop import _check_inputs, _check_score, _check_score_fn, guided_backprop
 from .path import _METHODS, _quadrature
 
@@ -71,7 +71,9 @@ class _Probe:
         self.score = score
         self.x = x
         closed = jax.make_jaxpr(score)(x)
-        self.opts = AtOptions(at, fn, state={"resolved": resolve(closed.jaxpr, at, fn)})
+        kind, target = resolve(closed.jaxpr, at, fn)
+        single = occurrences(closed.jaxpr, kind, target) == 1  # else a first walk counts them
+        self.opts = AtOptions(at, fn, state={"resolved": (kind, target), "single": single})
         self.run = rewrite(score, Rules(options=(self.opts,)), name=fn)
 
     def __call__(self, xx, delta=None):
