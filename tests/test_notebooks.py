@@ -22,7 +22,7 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).parent.parent / "notebooks").glob("*.
 
 
 def test_there_are_notebooks():
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "theory", "slowroll", "rectgrad"}
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart", "theory", "slowroll", "rectgrad", "tokens"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
