@@ -25,7 +25,6 @@ value, and ``delta = a - value`` replaces the value by ``a`` (layer integrated g
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from jax.extend import core as jcore
 
@@ -33,7 +32,7 @@ from ._compat import DropVar, jaxprs_in_params
 from ._compat import closed as _closed
 from ._compat import source_line as _source_line
 from ._jaxpr import _Val, register, register_analysis, register_prepass
-from ._units import clean_stack
+from ._units import clean_stack, last_uses
 from .errors import ArgumentError, UnsupportedPrimitiveError
 
 __all__ = ["AtOptions", "names_in", "occurrences", "resolve"]
@@ -154,14 +153,7 @@ def resolve(jaxpr: jcore.Jaxpr, at: str, fn: str) -> tuple[str, str]:
 
 def _runs(jaxpr: jcore.Jaxpr, prefix: str, target: str) -> dict[int, list]:
     """id(last equation of a call of the module) -> its output variables, in this jaxpr."""
-    last_use: dict[Any, int] = {}
-    for i, e in enumerate(jaxpr.eqns):
-        for v in e.invars:
-            if not isinstance(v, jcore.Literal):
-                last_use[v] = i
-    for v in jaxpr.outvars:
-        if not isinstance(v, jcore.Literal):
-            last_use[v] = len(jaxpr.eqns)
+    last_use = last_uses(jaxpr)
     runs: dict[int, list] = {}
     run: list[int] = []
     for i, e in enumerate([*jaxpr.eqns, None]):

@@ -40,7 +40,7 @@ from jax.extend import core as jcore
 
 from ._compat import DropVar, bind, frames, in_library, source_line
 
-__all__ = ["Unit", "Units", "clean_stack", "find_units", "run_unit", "statistics"]
+__all__ = ["Unit", "Units", "clean_stack", "find_units", "last_uses", "run_unit", "statistics"]
 
 _ACTIVATIONS = frozenset({
     "relu", "relu6", "sigmoid", "softplus", "sparse_plus", "sparse_sigmoid", "soft_sign",
@@ -118,6 +118,19 @@ def _key(eqn) -> tuple | None:
     return None
 
 
+def last_uses(jaxpr: jcore.Jaxpr) -> dict[Any, int]:
+    """Variable -> index of the last equation reading it (``len(eqns)``: an output)."""
+    last_use: dict[Any, int] = {}
+    for i, e in enumerate(jaxpr.eqns):
+        for v in e.invars:
+            if not isinstance(v, jcore.Literal):
+                last_use[v] = i
+    for v in jaxpr.outvars:
+        if not isinstance(v, jcore.Literal):
+            last_use[v] = len(jaxpr.eqns)
+    return last_use
+
+
 def find_units(jaxpr: jcore.Jaxpr) -> Units:
     """Group the equations of ``jaxpr`` (not of its bodies) into units."""
     keys = [_key(e) for e in jaxpr.eqns]
@@ -129,14 +142,7 @@ def find_units(jaxpr: jcore.Jaxpr) -> Units:
             runs[-1].append(i)
         else:
             runs.append([i])
-    last_use: dict[Any, int] = {}
-    for i, e in enumerate(jaxpr.eqns):
-        for v in e.invars:
-            if not isinstance(v, jcore.Literal):
-                last_use[v] = i
-    for v in jaxpr.outvars:
-        if not isinstance(v, jcore.Literal):
-            last_use[v] = len(jaxpr.eqns)
+    last_use = last_uses(jaxpr)
     first, member = {}, {}
     for run in [part for r in runs for part in _connected(jaxpr, r)]:
         eqns = tuple(jaxpr.eqns[i] for i in run)
