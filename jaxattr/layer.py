@@ -42,7 +42,7 @@ from ._checks import check_choice, check_int, fail, fail_type
 from ._jaxpr import Rules, rewrite
 from ._rules_at import AtOptions, occurrences, resolve
 from .backprop import _check_inputs, _check_score, _check_score_fn, guided_backprop
-from .path import _METHODS, _quadrature
+from .path import _METHODS, _quadrature, baseline_like
 
 __all__ = [
     "grad_cam", "grad_cam_pp", "guided_grad_cam", "layer_activation", "layer_conductance",
@@ -288,17 +288,6 @@ def guided_grad_cam(f: Callable, at: str, *, channel_axis: int = -1, upsample: s
 # Path methods in the layer's space.
 
 
-def _baseline(baseline, x, fn):
-    """``x'``: zeros (token id 0 for integer inputs), a scalar, or an array shaped like x."""
-    if baseline is None:
-        return jnp.zeros_like(x)
-    b = jnp.asarray(baseline)
-    if b.shape not in ((), x.shape):
-        fail(fn, "baseline", baseline, f"has shape {b.shape}",
-             f"a scalar or an array shaped like x, {x.shape}")
-    return jnp.broadcast_to(b.astype(x.dtype), x.shape)
-
-
 def _path(steps: int, method: str, fn: str) -> tuple[np.ndarray, np.ndarray]:
     method = check_choice(method, "method", _METHODS, fn=fn)
     steps = check_int(steps, "steps", fn=fn, minimum=2 if method == "riemann_trapezoid" else 1)
@@ -322,7 +311,7 @@ def layer_integrated_gradients(f: Callable, at: str, *, baseline: Any = None, st
         x = args[0]
         probe = _Probe(f, at, fn, args, kwargs)
         a1 = probe(x)[1]
-        a0 = probe(_baseline(baseline, x, fn))[1]
+        a0 = probe(baseline_like(baseline, x, fn))[1]
         diff = a1 - a0
 
         def grad_at(alpha):
@@ -352,7 +341,7 @@ def layer_conductance(f: Callable, at: str, *, baseline: Any = None, steps: int 
     def compute(args, kwargs):
         x = args[0]
         probe = _Probe(f, at, fn, args, kwargs)
-        x0 = _baseline(baseline, x, fn)
+        x0 = baseline_like(baseline, x, fn)
 
         def at_node(alpha):
             return _value_and_grad(probe, x0 + alpha * (x - x0))
@@ -402,7 +391,7 @@ def neuron_integrated_gradients(f: Callable, at: str, neuron: Any, *, baseline: 
     def compute(args, kwargs):
         x = args[0]
         probe = _Probe(f, at, fn, args, kwargs)
-        x0 = _baseline(baseline, x, fn)
+        x0 = baseline_like(baseline, x, fn)
         grad = jax.grad(lambda xx: _neuron(probe(xx)[1], neuron, fn))
         grads = jax.lax.map(lambda al: grad(x0 + al * (x - x0)), jnp.asarray(alphas, x.dtype))
         return (x - x0) * jnp.tensordot(jnp.asarray(weights, x.dtype), grads, axes=1)

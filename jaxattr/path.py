@@ -57,6 +57,18 @@ def _quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     raise AssertionError(method)  # checked by the caller
 
 
+def baseline_like(baseline: Any, x: jax.Array, fn: str) -> jax.Array:
+    """The path's start ``x'`` shaped like ``x``: zeros (``None``), a scalar, or an array shaped
+    like ``x``; any other shape is an error of ``fn``."""
+    if baseline is None:
+        return jnp.zeros_like(x)
+    b = jnp.asarray(baseline)
+    if b.shape not in ((), x.shape):
+        fail(fn, "baseline", baseline, f"has shape {b.shape}",
+             f"a scalar or an array shaped like x, {x.shape}")
+    return jnp.broadcast_to(b.astype(x.dtype), x.shape)
+
+
 @mark_transform
 def integrated_gradients(
     f: Callable[[jax.Array], jax.Array],
@@ -161,14 +173,7 @@ def integrated_gradients(
 
     def compute(args: tuple, kwargs: dict) -> Any:
         batch, x, rest = args[0], args[1], args[2:]
-        if baseline is None:
-            x0 = jnp.zeros_like(x)
-        else:
-            x0 = jnp.asarray(baseline)
-            if x0.shape not in ((), x.shape):
-                fail(name, "baseline", baseline, f"has shape {x0.shape}",
-                     f"a scalar or an array shaped like x, {x.shape}")
-            x0 = jnp.broadcast_to(x0.astype(x.dtype), x.shape)
+        x0 = baseline_like(baseline, x, name)
         acc = _acc_dtype(x.dtype)
         alphas = jnp.asarray(alphas_np, x.dtype)
         weights = jnp.asarray(weights_np, acc)
