@@ -3,8 +3,13 @@
 The notebooks read ``JAXATTR_NOTEBOOK_SMALL=1`` (set here) and run the same code at tiny sizes
 (a few Adam steps, a few digits and noise samples). nbformat/nbclient/ipykernel come with the
 ``dev`` extra; without them this module fails to import, loudly, instead of skipping.
+
+With ``JAXATTR_NOTEBOOK_OUTPUT_DIR=DIR`` each executed notebook, outputs included, is written to
+``DIR/<name>.ipynb``: CI builds the documentation from them (``python docs/build.py --notebooks
+DIR``) instead of executing every notebook a second time.
 """
 
+import os
 import pathlib
 
 import pytest
@@ -38,3 +43,7 @@ def test_notebook_executes(path, monkeypatch):
     assert all(c.get("execution_count") for c in code), "a code cell did not run"
     errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    out = os.environ.get("JAXATTR_NOTEBOOK_OUTPUT_DIR")
+    if out:
+        pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, pathlib.Path(out) / path.name)
