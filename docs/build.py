@@ -57,6 +57,8 @@ def prepare_notebooks(executed_dir: Path | None, *, full: bool, log=print) -> li
     import nbformat
 
     out = DOCS / "notebooks"
+    if executed_dir is not None and executed_dir.resolve() == out.resolve():
+        raise SystemExit(f"--notebooks {executed_dir}: docs/notebooks is rewritten; pass another")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
     written = []

@@ -48,6 +48,9 @@ class _Log(http.server.SimpleHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         self.served.append((self.path, int(code) if str(code).isdigit() else 0))
 
+    def log_message(self, format, *args):  # requests are checked, not printed
+        pass
+
 
 def _serve(root: Path):
     handler = functools.partial(_Log, directory=str(root))
@@ -81,7 +84,8 @@ def _signature(dom: str, name: str) -> str | None:
     if m is None:
         return None
     text = html.unescape(re.sub(r"<[^>]+>", "", m.group(1)))
-    return re.sub(r"\s+", " ", text).replace("¶", "").strip()
+    text = re.sub(r"\s+", " ", text).replace("¶", "").replace("[source]", "")
+    return text.strip()
 
 
 def check(browser: str, base: str, name: str, page: str, want: dict) -> list[str]:
