@@ -22,6 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.core
+import jax.numpy as jnp
 import numpy as np
 
 from ._checks import check_int, fail
@@ -68,9 +70,9 @@ def itemsize(dtype: Any) -> int:
     >>> itemsize(jax.random.key(0).dtype), itemsize(np.float32)
     (8, 4)
     """
-    if not jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
+    if not jnp.issubdtype(dtype, jax.dtypes.extended):
         return np.dtype(dtype).itemsize
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
         data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct((), dtype))
         return int(np.prod(data.shape, dtype=np.int64)) * np.dtype(data.dtype).itemsize
     size = getattr(dtype, "itemsize", None)

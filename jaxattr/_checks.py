@@ -13,9 +13,10 @@ import numbers
 import operator
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal, NoReturn, cast, overload
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -55,12 +56,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def fail(fn: str, name: str, value: Any, problem: str, expected: str, fix: str = "") -> None:
+def fail(fn: str, name: str, value: Any, problem: str, expected: str, fix: str = "") -> NoReturn:
     """Raise :class:`ArgumentError` with the standard message."""
     raise ArgumentError(_msg(fn, name, value, problem, expected, fix))
 
 
-def fail_type(fn: str, name: str, value: Any, problem: str, expected: str, fix: str = "") -> None:
+def fail_type(fn: str, name: str, value: Any, problem: str, expected: str,
+              fix: str = "") -> NoReturn:
     """Raise :class:`ArgumentTypeError` (also a ``TypeError``) with the standard message."""
     raise ArgumentTypeError(_msg(fn, name, value, problem, expected, fix))
 
@@ -92,6 +94,16 @@ def check_int(value: Any, name: str, *, fn: str, minimum: int | None = None,
     return index
 
 
+@overload
+def check_real(
+    value: Any, name: str, *, fn: str, lo: float | None = None, hi: float | None = None,
+    lo_open: bool = False, allow_traced: Literal[False] = False, expected: str = "", fix: str = "",
+) -> float: ...
+@overload
+def check_real(
+    value: Any, name: str, *, fn: str, lo: float | None = None, hi: float | None = None,
+    lo_open: bool = False, allow_traced: bool, expected: str = "", fix: str = "",
+) -> float | jax.Array: ...
 def check_real(
     value: Any,
     name: str,
@@ -103,7 +115,7 @@ def check_real(
     allow_traced: bool = False,
     expected: str = "",
     fix: str = "",
-) -> Any:
+) -> float | jax.Array:
     """``value`` as a finite Python float in ``[lo, hi]`` (``(lo, hi]`` if ``lo_open``).
 
     Python, numpy and concrete 0-d JAX numbers are accepted; bools, strings and arrays of any
@@ -182,9 +194,10 @@ def check_key(key: Any, *, fn: str, name: str = "key") -> jax.Array:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             fail(fn, name, key, f"holds {key.shape} keys", expected, batch_fix)
-        return key
+        return cast(jax.Array, key)  # a numpy array cannot hold a key dtype
     if key.dtype == jnp.uint32 and key.shape == (2,):
-        return jax.random.wrap_key_data(key)
+        # JAX annotates key_bits_array as jax.Array, but numpy uint32 key data works the same
+        return jax.random.wrap_key_data(key)  # pyright: ignore[reportArgumentType]  # takes numpy
     if key.dtype == jnp.uint32 and key.ndim == 2 and key.shape[-1] == 2:
         fail(fn, name, key, f"holds {key.shape[0]} legacy keys", expected, batch_fix)
     fail_type(fn, name, key, "is not a PRNG key", expected)

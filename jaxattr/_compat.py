@@ -31,15 +31,17 @@ import functools
 import importlib.util
 import inspect
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
+import jax.core
 from jax.extend import core as jcore
 
-__all__ = ["DropVar", "bind", "bind_params", "closed", "enable_x64", "frames", "in_library",
-           "jaxprs_in_params", "primitive_name", "rebind", "shard_map", "shard_map_axis_names",
-           "source_file", "source_line"]
+__all__ = ["DropVar", "add_note", "bind", "bind_params", "closed", "enable_x64", "frames",
+           "in_library", "jaxprs_in_params", "primitive_name", "rebind", "shard_map",
+           "shard_map_axis_names", "source_file", "source_line"]
 
 #: The class of the ``_`` outputs of an equation (outputs nothing reads).
 DropVar: type = getattr(jcore, "DropVar", None) or jax.core.DropVar  # jax < 0.10: jax.core
@@ -51,7 +53,7 @@ _RENAMED = {"pjit": "jit"}
 
 def primitive_name(eqn) -> str:
     """The name of ``eqn``'s primitive as the newest JAX spells it (``pjit`` -> ``jit``)."""
-    name = eqn.primitive.name
+    name: str = eqn.primitive.name
     return _RENAMED.get(name, name)
 
 
@@ -172,8 +174,16 @@ def enable_x64(new_val: bool = True):
     """A context manager that sets 64-bit mode to ``new_val`` inside it (``jax.enable_x64``)."""
     native = getattr(jax, "enable_x64", None)
     if native is None:  # jax < 0.8
-        from jax.experimental import enable_x64 as native
+        from jax.experimental import (
+            enable_x64 as native,  # pyright: ignore[reportAttributeAccessIssue]  # jax < 0.8 only
+        )
     return native(new_val)
+
+
+def add_note(e: BaseException, note: str) -> None:
+    """``e.add_note(note)`` on Python >= 3.11; nothing on 3.10, which has no exception notes."""
+    if sys.version_info >= (3, 11):
+        e.add_note(note)
 
 
 def shard_map_axis_names(params: dict[str, Any]) -> frozenset:

@@ -78,12 +78,13 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.extend import core as jcore
 
-from ._compat import DropVar, jaxprs_in_params
+from ._compat import DropVar, add_note, jaxprs_in_params
 from ._compat import bind as _bind
 from ._compat import closed as _closed
 from ._compat import rebind as _rebind
@@ -93,6 +94,9 @@ from .errors import UnsupportedPrimitiveError
 
 __all__ = ["ReluReport", "Rules", "canonical_convs", "cpu_loop_body", "find_relus", "register",
            "register_analysis", "register_prepass", "register_report", "rewrite"]
+
+# Set on an exception once its note names the primitive (an outer interpreter adds none).
+_NOTED = "_jaxattr_noted"
 
 # Primitives that change only shape, dtype or variance annotations: a zero in is a zero out.
 _ZERO_PRESERVING = frozenset(
@@ -313,10 +317,10 @@ class _Interpreter:
             except UnsupportedPrimitiveError:
                 raise
             except Exception as e:  # name the primitive the interpreter was handling
-                if not getattr(e, "_jaxattr_noted", False):
-                    e.add_note(f"jaxattr: while re-interpreting '{eqn.primitive.name}' at "
-                               f"{_source_line(eqn)}")
-                    e._jaxattr_noted = True
+                if not getattr(e, _NOTED, False):
+                    add_note(e, f"jaxattr: while re-interpreting '{eqn.primitive.name}' at "
+                                f"{_source_line(eqn)}")
+                    setattr(e, _NOTED, True)
                 raise
             free = all(v.free for v in invals)
             tags = frozenset().union(*(v.tags for v in invals))

@@ -48,7 +48,8 @@ loop or ``cond`` whose body holds a nonlinearity, an unknown higher-order primit
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -421,7 +422,7 @@ def _unit(interp: _Interpreter, opts: DeepLiftOptions, unit: Unit, units: _LazyU
           eqn) -> list[_Val] | None:
     """At the first equation of a unit reading a stacked value: evaluate the whole unit (an
     activation: the rescale rule on each elementwise part); ``None`` if nothing is stacked."""
-    read = interp.read
+    read = cast(Callable[[Any], _Val], interp.read)  # set while a jaxpr is interpreted
     inputs = {v: read(v) for v in unit.inputs}
     if all(v.free for v in inputs.values()):
         return None

@@ -3,7 +3,7 @@
 Relevance flows backwards as the cotangent (Zennit's convention): every equation that depends
 on the attributed input gets a backward rule mapping the relevance of its output to the
 relevance of its input(s). What an equation *is* decides its rule (``jaxattr.relevance`` holds
-the rules and composites, and the table the README shows):
+the rules and composites; their table is in docs/methods/relevance.md):
 
 * **a layer**: ``dot_general`` or ``conv_general_dilated`` with one operand free of the input
   (the weights), together with the chain of elementwise operations with free operands after it
@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -54,6 +54,9 @@ from ._jaxpr import (
 )
 from ._units import find_units, run_unit, statistics
 from .errors import UnsupportedPrimitiveError
+
+if TYPE_CHECKING:
+    from jax.core import ShapedArray
 
 __all__ = ["Layer", "LrpOptions"]
 
@@ -134,7 +137,8 @@ class LrpOptions:
 @dataclasses.dataclass
 class _Layout:
     free: set
-    layer_of_last: dict  # id(last eqn of a chain) -> (layer eqn, chain eqns)
+    # id(last eqn of a chain) -> (layer eqn, chain eqns)
+    layer_of_last: dict[int, tuple[jcore.JaxprEqn, tuple[jcore.JaxprEqn, ...]]]
     members: set  # ids of eqns that are inside a chain (the layer eqn and all but the last)
     units: Any
     uses: dict
@@ -191,7 +195,7 @@ def _layout(jaxpr: jcore.Jaxpr, known_free: set) -> _Layout:
                 break
             if nxt.primitive.name == "div" and nxt.invars[0] is not out:
                 break  # c / z is not affine in z
-            if nxt.outvars[0].aval.shape != e.outvars[0].aval.shape:
+            if nxt.outvars[0].aval.shape != cast("ShapedArray", e.outvars[0].aval).shape:
                 break  # a chain keeps the layer's output shape
             if (nxt.primitive.name == "convert_element_type"
                     and not jnp.issubdtype(nxt.outvars[0].aval.dtype, jnp.floating)):
@@ -267,7 +271,7 @@ def _with_rule(value, xs: tuple, ops: tuple, backward: Callable):
     return f(tuple(xs), tuple(ops), value)
 
 
-def _identity(xs, ops, value, r):
+def _identity(xs: tuple, ops: tuple, out: jax.Array, r: jax.Array) -> tuple:
     (x,) = xs
     if jnp.shape(x) == jnp.shape(r):
         return (r,)
@@ -312,7 +316,7 @@ def _lrp(interp, eqn, invals: list[_Val], ctx, next_) -> list[_Val]:
     opts = interp.rules.option(LrpOptions)
     if opts is None or all(v.free for v in invals):
         return next_()
-    layout = ctx["lrp"].get()
+    layout = cast(_LazyLayout, ctx["lrp"]).get()  # what _analysis gave
     unit = layout.units.member.get(id(eqn))
     if unit is not None:
         outs = next_()
@@ -405,15 +409,16 @@ def _chain_affine(chain, out_var, read) -> tuple[Any, Any]:
         name = e.primitive.name
         vals = [read(v).value if not isinstance(v, jcore.Literal) else v.val for v in e.invars]
         pos = next(i for i, v in enumerate(e.invars) if v is cur)
-        k = vals[1 - pos] if len(vals) == 2 else None
-        if name == "add":
-            c = c + k
-        elif name == "sub":
-            s, c = (s, c - k) if pos == 0 else (-_one(s), k - c)
-        elif name == "mul":
-            s, c = _one(s) * k, c * k
-        elif name == "div":
-            s, c = _one(s) / k, c / k
+        if len(vals) == 2:  # add, sub, mul, div: k is the other operand
+            k = vals[1 - pos]
+            if name == "add":
+                c = c + k
+            elif name == "sub":
+                s, c = (s, c - k) if pos == 0 else (-_one(s), k - c)
+            elif name == "mul":
+                s, c = _one(s) * k, c * k
+            elif name == "div":
+                s, c = _one(s) / k, c / k
         elif name == "neg":
             s, c = -_one(s), -c
         elif name == "convert_element_type":
@@ -440,7 +445,7 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
     seen = interp.cache.get("prepass_cache", {}).get("lrp_layers")
     last = seen is not None and kind in ("dense", "conv") and not any(
         own_tag in tags for tags in seen.values())
-    layer = Layer(kind, path, first, _source_line(layer_eqn), last)
+    layer = Layer(cast(str, kind), path, first, _source_line(layer_eqn), last)  # a layer: not None
     rule = opts.rule_for(layer)
     interp.stats.count("lrp_layer")
     interp.stats.sites += 1
@@ -459,7 +464,7 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
         return _bind(layer_eqn, [next(it) if d else next(jt) for d in dep])[0]
 
     if kind in ("dense", "conv"):
-        def backward(xs_, ops, out, r):
+        def backward(xs_: tuple, ops: tuple, out: jax.Array, r: jax.Array) -> tuple:
             s_, c_, w = ops
 
             def lin(wt, v):
@@ -468,7 +473,7 @@ def _apply_layer(interp, last_eqn, layer_eqn, chain, opts, outs) -> list[_Val]:
             return (_linear_rule(rule, lin, xs_[0], w, s_, c_, out, r, layer, scaled=scaled,
                                  x_nonneg=x_nonneg),)
     else:
-        def backward(xs_, ops, out, r):
+        def backward(xs_: tuple, ops: tuple, out: jax.Array, r: jax.Array) -> tuple:
             s_, c_, *fr = ops
             return _sum_rule(rule, lambda *a: s_ * op(a, fr) if scaled else op(a, fr), xs_, out,
                              r, layer)
@@ -621,7 +626,7 @@ def _apply_unit(interp, unit, opts, outs) -> list[_Val]:
             raise _unsupported(last, f"{unit.name} (called at {unit.line}) is not elementwise")
         backward = _identity
     elif unit.kind == "softmax":
-        def backward(xs, ops, out, r):
+        def backward(xs: tuple, ops: tuple, out: jax.Array, r: jax.Array) -> tuple:
             _, vjp = jax.vjp(lambda v: run(v, ops), xs[0])
             if opts.softmax == "gradient":
                 return vjp(r)
@@ -634,7 +639,7 @@ def _apply_unit(interp, unit, opts, outs) -> list[_Val]:
                                      "constant")
         eps = opts.norm_epsilon
 
-        def backward(xs, ops, out, r):
+        def backward(xs: tuple, ops: tuple, out: jax.Array, r: jax.Array) -> tuple:
             _, vjp = jax.vjp(lambda v: run(v, ops, lambda var: var in factors), xs[0])
             return (xs[0] * vjp(_div(r, out, eps))[0],)
 

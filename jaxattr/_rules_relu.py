@@ -53,7 +53,7 @@ _COUNT_ONLY = Rules(relu=lambda a, g: g, relu_reads_output=False)
 # What a ReLU is.
 
 
-def _clamped_maxes(jaxpr, known_const: set, known_free: set = frozenset()) -> set:
+def _clamped_maxes(jaxpr, known_const: set, known_free: set | frozenset = frozenset()) -> set:
     """Outputs of ``max`` that a ``min`` against a constant clamps (``clip``): not ReLUs."""
     consts = set(known_const)
     for eqn in jaxpr.eqns:  # vars computed from constants only

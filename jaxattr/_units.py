@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 from jax.extend import core as jcore
@@ -154,12 +154,13 @@ def find_units(jaxpr: jcore.Jaxpr) -> Units:
                     inputs.append(v)
         outputs = tuple(v for v in (v for e in eqns for v in e.outvars)
                         if not isinstance(v, DropVar) and last_use.get(v, -1) > run[-1])
-        kind, function = keys[run[0]][0], keys[run[0]][1]
-        caller_file, caller_line = keys[run[0]][4], keys[run[0]][5]
+        key = cast(tuple, keys[run[0]])  # a run holds equations with a key only
+        kind, function = key[0], key[1]
+        caller_file, caller_line = key[4], key[5]
         line = f"{caller_file}:{caller_line}" if caller_file else source_line(eqns[0])
         # a layer's name: its module path's last part (the same on every Python and JAX: the
         # frame's function is "LayerNorm.__call__" or only "__call__" depending on the version)
-        module = keys[run[0]][6].rsplit("/", 1)[-1]
+        module = key[6].rsplit("/", 1)[-1]
         name = (module or function) if kind == "norm" else function.rsplit(".", 1)[-1]
         unit = Unit(kind, name, eqns, tuple(inputs), outputs, line)
         first[id(eqns[0])] = unit

@@ -15,7 +15,8 @@ equal values reuse the compiled program). Explaining a class: ``f = lambda x, y:
 then ``jax.vmap(rectgrad(f))(xs, ys)`` compiles once for all labels.
 
 Modified-backprop maps are backward-only: they are not derivatives of anything, so ``jax.jvp``,
-``jax.jacfwd``, ``jax.hessian`` or ``jax.grad`` of a map raise :class:`ForwardModeError`.
+``jax.jacfwd``, ``jax.hessian`` or ``jax.grad`` of a map raise
+:class:`~jaxattr.errors.ForwardModeError`.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _argnums_tuple(argnums: Argnums, fn: str) -> tuple[int, ...]:
 def _check_inputs(args: tuple, argnums: tuple[int, ...], name: str) -> None:
     for i in argnums:
         if i >= len(args):
-            fail(name, "argnums", argnums if len(argnums) > 1 else argnums[0],
+            fail(name, "argnums", argnums[0] if len(argnums) == 1 else argnums,
                  f"refers to argument {i} but the map was called with {len(args)} positional "
                  "argument(s)", "argnums < the number of positional arguments")
         for leaf in jax.tree_util.tree_leaves(args[i]):
@@ -338,7 +339,8 @@ def guided_backprop(f: Callable, *, argnums: Argnums = 0, has_aux: bool = False,
 
     Args and Returns as :func:`saliency`; the map is backward-only (see module docs) and the
     returned function is compiled once per static signature. Warns with
-    :class:`AttributionWarning` if ``f`` has no ReLU (what counts as one: ``jaxattr._jaxpr``).
+    :class:`~jaxattr.errors.AttributionWarning` if ``f`` has no ReLU (what counts as one:
+    ``jaxattr._jaxpr``).
 
     A ReLU is the named ``jax.nn.relu`` (what Flax, Equinox and Haiku call). ``raw_max=True``
     also rewrites every ``max(x, 0)`` written in your own code (not inside Flax, Equinox, Haiku

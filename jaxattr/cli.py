@@ -410,29 +410,32 @@ def _kept(model: Any, q: float) -> str:
 def _total_variation(maps: np.ndarray) -> np.ndarray:
     """:func:`jaxattr.metrics.total_variation` (normalised) of each (H, W) map."""
     import jax
+    import jax.numpy as jnp
 
     from jaxattr.metrics import total_variation
 
-    return np.asarray(jax.vmap(total_variation)(maps))
+    return np.asarray(jax.vmap(total_variation)(jnp.asarray(maps)))
 
 
 def _ink_fraction(maps: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """:func:`jaxattr.metrics.mass_in_region` of each (H, W) map on its mask."""
     import jax
+    import jax.numpy as jnp
 
     from jaxattr.metrics import mass_in_region
 
     mask = np.broadcast_to(mask, maps.shape)
-    return np.asarray(jax.vmap(mass_in_region)(maps, mask))
+    return np.asarray(jax.vmap(mass_in_region)(jnp.asarray(maps), jnp.asarray(mask)))
 
 
 def _gini(maps: np.ndarray) -> np.ndarray:
     """:func:`jaxattr.metrics.gini` of each (H, W) map."""
     import jax
+    import jax.numpy as jnp
 
     from jaxattr.metrics import gini
 
-    return np.asarray(jax.vmap(gini)(maps))
+    return np.asarray(jax.vmap(gini)(jnp.asarray(maps)))
 
 
 def _timed(fn: Callable[..., Any], *args: Any) -> tuple[np.ndarray, float, float]:

@@ -39,11 +39,14 @@ have a channel >= 0.8, the background stays below 0.6.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 import numpy as np
 
 from ._checks import check_bool, check_int, check_real, fail, fail_type
+
+if TYPE_CHECKING:
+    from sklearn.utils import Bunch
 
 __all__ = ["SHAPES", "Digits", "Shapes", "load_digits", "make_shapes", "stroke_mask"]
 
@@ -109,7 +112,7 @@ def load_digits(*, seed: int = 0, test_fraction: float = 0.25) -> Digits:
         raise ValueError(f"test_fraction={test_fraction} must be in (0, 1)")
     from sklearn.datasets import load_digits as _sk_load_digits
 
-    bunch = _sk_load_digits()
+    bunch = cast("Bunch", _sk_load_digits())  # a Bunch unless return_X_y=True
     images = (np.asarray(bunch.images, np.float64) / _GREY_LEVELS).astype(np.float32)[..., None]
     labels = np.asarray(bunch.target, np.int32)
     n = images.shape[0]

@@ -26,7 +26,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -257,7 +257,7 @@ def run_demo(
     preds = np.asarray(model.apply(params, x)).argmax(axis=-1)
 
     def f(xi, yi):
-        return model.apply(params, xi[None])[0, yi]
+        return cast(jax.Array, model.apply(params, xi[None]))[0, yi]  # no mutable collections
 
     sg_n = 10 if quick else 50
     rg = {"maxpool": "prr", "padding_trick": True} if dataset == "shapes" else {}
@@ -316,7 +316,7 @@ def run_demo(
         r["TV"] = _mean(jax.vmap(total_variation)(m2))
         r["Gini"] = _mean(jax.vmap(gini)(m2.sum(axis=-1)))
         r["deletion AUC"] = _mean(deletion(x, m2, y))
-        if obj is not None:
+        if obj is not None and dis is not None:
             o, dd = jnp.asarray(obj[idx]), jnp.asarray(dis[idx])
             r["object mass"] = _mean(jax.vmap(energy_in_mask)(m2, o))
             r["pointing game"] = _mean(jax.vmap(pointing_game)(m2, o))
@@ -325,7 +325,7 @@ def run_demo(
     checks.append({"check": "every map is finite and shaped like its input",
                    "passed": bool(finite and all(v.shape == x.shape for v in maps.values())),
                    "detail": f"{len(maps)} methods x {x.shape}"})
-    if obj is not None:
+    if obj is not None and dis is not None:
         area = float(obj[idx].mean())
         checks.append({"check": "object masks non-empty and disjoint from the distractor",
                        "passed": bool(obj[idx].any(axis=(1, 2)).all()
@@ -357,7 +357,7 @@ def run_demo(
                       row_labels=[f"{classes[int(a)]}\n(pred {classes[int(b)]})"
                                   for a, b in zip(np.asarray(y), preds, strict=True)])
     ncols = 1 + len(maps)
-    if obj is not None:
+    if obj is not None and dis is not None:
         axes = fig.axes
         for i in range(n_images):
             for j in range(ncols):

@@ -16,7 +16,7 @@ argument is stacked.
 Calling convention (as ``jax.grad``): ``g(*args, **kwargs)`` calls ``f(*args, **kwargs)``; the
 ``argnums`` argument(s) are attributed to, the others are passed through (array leaves traced,
 hashable non-arrays static). ``g`` explains ONE example: batch with ``jax.vmap``. The maps are
-backward-only (custom rules): differentiating them raises :class:`ForwardModeError`.
+backward-only (custom rules): differentiating them raises :class:`~jaxattr.errors.ForwardModeError`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Attribution at an intermediate value of ``f``, named without changing the model.
 
-``at`` names a value inside ``f`` (:mod:`jaxattr._rules_at`): a Flax module path as it appears in
+``at`` names a value inside ``f`` (``jaxattr._rules_at``): a Flax module path as it appears in
 the jaxpr's name stack (``"CifarCNN/Conv_3"``, or the suffix ``"Conv_3"`` when one module ends
 with it; the module's output, at its last call), or a ``jax.ad_checkpoint.checkpoint_name`` the
 model carries (Equinox, NNX, plain JAX). A name that matches nothing, or more than one module,
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -80,7 +80,7 @@ class _Probe:
         self.opts.state["delta"] = delta
         self.opts.state.pop("value", None)
         out = self.run(xx)
-        value = self.opts.state.get("value")
+        value = cast(jax.Array, self.opts.state.get("value"))  # stored by the walk at ``at``
         self.opts.state["delta"] = None
         return out, value
 

@@ -16,7 +16,7 @@ class is ``jax.vmap(smoothgrad(saliency(f)))(xs, keys, ys)`` with ``f(x, y) = mo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,7 @@ _UNROLL = 1  # in-chunk fold: a plain loop (unrolling costs compile time, saves 
 # validation helpers (shared with jaxattr.path)
 
 
-def _check_chunk(chunk: Any, n: int, fn: str, n_name: str = "n") -> int | str:
+def _check_chunk(chunk: Any, n: int, fn: str, n_name: str = "n") -> int | Literal["auto"]:
     """``chunk=None`` means all ``n`` at once; ``"auto"`` is resolved at trace time from the
     memory budget (``jaxattr._budget``); a chunk that does not divide ``n`` is allowed (the last
     pass is smaller); a chunk larger than ``n`` is rejected as a likely mistake."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -168,7 +168,9 @@ def integrated_gradients(
         gradient = check_callable(gradient, "gradient", fn=name, expected=expected,
                                   fix="pass the transform itself, e.g. gradient=ja.rectgrad, "
                                   "not gradient=ja.rectgrad(f)(x)")
-        grad_fn = gradient(f, dtype=dtype) if dtype is not None else gradient(f)
+        # with dtype, gradient is a jaxattr transform: it takes dtype= (see Args)
+        grad_fn = (cast(Callable[..., Callable], gradient)(f, dtype=dtype) if dtype is not None
+                   else gradient(f))
     alphas_np, weights_np = _quadrature(method, steps)
 
     def compute(args: tuple, kwargs: dict) -> Any:

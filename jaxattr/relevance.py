@@ -3,7 +3,7 @@
 ``jaxattr.lrp(f, composite)`` maps a score function ``f: x -> scalar`` to ``g: x -> relevance``
 shaped like ``x``, with the calling convention of ``jax.grad``, on any JAX function: Flax (linen,
 NNX), Equinox or plain JAX, with no change to the model. The engine re-interprets ``f``'s jaxpr
-(:mod:`jaxattr._rules_lrp`): a *layer* is a ``dot_general`` or convolution whose weights do not
+(``jaxattr._rules_lrp``): a *layer* is a ``dot_general`` or convolution whose weights do not
 depend on ``x``, merged with the elementwise affine operations with constant operands that
 follow it (bias, inference BatchNorm, scaling) -- canonization found in the graph, not written
 per model.
@@ -13,20 +13,20 @@ are Zennit 0.5.1's, which the tests reproduce to 1e-8). For a layer ``z = W x + 
 relevance ``R`` of ``z``, ``stab(z) = z + eps * sign(z)`` with ``sign(0) = 1``,
 ``x^+ = max(x, 0)``, ``x^- = min(x, 0)``:
 
-=================  =====================================================================
-rule               relevance of the layer's input
-=================  =====================================================================
-``Epsilon(eps)``   ``x * W^T (R / stab(W x + b))``; ``eps = 0`` is LRP-0
-``ZPlus()``        ``z = W^+ x^+ + b^+ + W^- x^-``; ``x^+ W^+^T (R/stab z) + x^- W^-^T (R/stab z)``
-``AlphaBeta(a,b)`` ``a * [ZPlus part] - b * [the same with W^+ and W^- swapped, bias b^-]``
-``Gamma(g)``       ZPlus-like with ``W + g W^+`` (where ``z > 0``) and ``W + g W^-`` (``z < 0``)
-``ZBox(l, h)``     ``z = W x + b - (W^+ l + b^+) - (W^- h + b^-)``; for the input layer
-``Flat()``         ``W := 1, b := 0, x := 1``: relevance spread uniformly over the receptive field
-``WSquare()``      ``W := W^2, b := b^2, x := 1``
-``Norm()``         ``x * J^T (R / stab(z))``: the proportional rule (sums, average pooling)
-``Pass()``         ``R`` unchanged (shape-preserving only)
-``Gradient()``     ``J^T R`` (the plain gradient)
-=================  =====================================================================
+==================  =====================================================================
+rule                relevance of the layer's input
+==================  =====================================================================
+``Epsilon(eps)``    ``x * W^T (R / stab(W x + b))``; ``eps = 0`` is LRP-0
+``ZPlus()``         ``z = W^+ x^+ + b^+ + W^- x^-``; ``x^+ W^+^T (R/stab z) + x^- W^-^T (R/stab z)``
+``AlphaBeta(a,b)``  ``a * [ZPlus part] - b * [the same with W^+ and W^- swapped, bias b^-]``
+``Gamma(g)``        ZPlus-like with ``W + g W^+`` (where ``z > 0``) and ``W + g W^-`` (``z < 0``)
+``ZBox(l, h)``      ``z = W x + b - (W^+ l + b^+) - (W^- h + b^-)``; for the input layer
+``Flat()``          ``W := 1, b := 0, x := 1``: relevance spread uniformly over the receptive field
+``WSquare()``       ``W := W^2, b := b^2, x := 1``
+``Norm()``          ``x * J^T (R / stab(z))``: the proportional rule (sums, average pooling)
+``Pass()``          ``R`` unchanged (shape-preserving only)
+``Gradient()``      ``J^T R`` (the plain gradient)
+==================  =====================================================================
 
 Where each applies by default (every composite): elementwise activations (``jax.nn.relu``,
 ``gelu``, ...), and elementwise maps with a constant operand outside a layer, *pass*; sums of
@@ -309,7 +309,8 @@ def lrp(f: Callable, composite: Composite | str | Any = "epsilon_plus_flat", *,
 
     Args:
       f: ``x -> scalar`` score of one example (e.g. one logit); batch with ``jax.vmap``.
-      composite: a :class:`Composite`, a rule (at every dense/conv layer), or a name:
+      composite: a :class:`~jaxattr.relevance.Composite`, a rule (at every dense/conv layer), or a
+        name:
         ``"epsilon_plus_flat"`` (default), ``"epsilon_plus"``, ``"epsilon_alpha2_beta1"``,
         ``"attn_lrp"``.
       argnums, has_aux, dtype: as :func:`jaxattr.guided_backprop`.

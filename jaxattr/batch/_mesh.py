@@ -23,8 +23,7 @@ def mesh_for(mesh: Mesh | None, axis: str | None) -> tuple[Mesh, str]:
     elif not isinstance(mesh, Mesh):
         fail_type(FN, "mesh", mesh, f"has type {type(mesh).__name__}", "a jax.sharding.Mesh")
     axis = mesh.axis_names[0] if axis is None else axis
-    check_choice(axis, "axis", mesh.axis_names, fn=FN)
-    return mesh, axis
+    return mesh, check_choice(axis, "axis", mesh.axis_names, fn=FN)
 
 
 def process_rows(sharding: NamedSharding, padded: int, mesh: Mesh) -> dict[int, tuple[int, int]]:

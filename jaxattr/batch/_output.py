@@ -225,7 +225,7 @@ class DiskSink:
     def write_rows(self, leaf: int, first_row: int, rows: np.ndarray) -> None:
         data = np.ascontiguousarray(rows, dtype=self.dtypes[leaf])  # bfloat16 -> float32 (exact)
         off = HEADER + first_row * self.row_bytes[leaf]
-        view = memoryview(data.reshape(-1).view(np.uint8))
+        view = data.reshape(-1).view(np.uint8).data
         while view:
             written = os.pwrite(self.fds[leaf], view, off)
             view, off = view[written:], off + written

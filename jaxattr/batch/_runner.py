@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .._checks import check_callable, check_int, check_key, fail, fail_type
+from .._compat import add_note
 from ..errors import ArgumentTypeError
 from ._mesh import agree, allgather, barrier, mesh_for, process_rows
 from ._output import (
@@ -180,9 +182,9 @@ def explain_dataset(
                 raise
             names = ["x", "key", *[f"arg{i}" for i in range(1, len(example_args))]] if key \
                 is not None else ["x", *[f"arg{i}" for i in range(1, len(example_args))]]
-            e.add_note(f"{FN} called attr_fn({', '.join(names)}): a tuple/list data is spread "
-                       "into positional arguments, anything else is one argument; with key= the "
-                       "per-example key is the second argument")
+            add_note(e, f"{FN} called attr_fn({', '.join(names)}): a tuple/list data is spread "
+                        "into positional arguments, anything else is one argument; with key= the "
+                        "per-example key is the second argument")
             raise
     out_paths, out_leaves = zip(*[(jax.tree_util.keystr(p), s) for p, s in
                                   jax.tree_util.tree_flatten_with_path(out_tree_shapes)[0]],
@@ -207,7 +209,7 @@ def explain_dataset(
                  "shapes": [list(e.shape) for e in source.example],
                  "dtypes": [np.dtype(e.dtype).name for e in source.example]},
         "batch_size": batch_size,
-        "key": None if key is None else {"impl": str(impl), "data": key_data.tolist()},
+        "key": None if key_data is None else {"impl": str(impl), "data": key_data.tolist()},
         "attr_fn": None if path is None else _jaxpr_hash(closed),
         "outputs": [{"name": n, "file": f"{n}.npy", "shape": list(s), "dtype": f.name,
                      **({"compute_dtype": d.name} if f != d else {})}
@@ -367,7 +369,7 @@ def _digest(local: list[np.ndarray]) -> bytes:
     for x in local:
         x = np.ascontiguousarray(x)
         h.update(str(x.dtype).encode())
-        h.update(x.reshape(-1).view(np.uint8))
+        h.update(x.reshape(-1).view(np.uint8).data)
     return h.digest()
 
 
@@ -386,6 +388,7 @@ def _global(batch: Batch, local: list[np.ndarray], lo: int, hi: int, padded: int
 
 
 _INDEX_ERROR = re.compile(r"(?i)\b(indexer|indices|index)\b[^.]*\binteger")
+DATA_LEAF = "data_leaf"  # set on the ArgumentTypeError of float labels used as an index
 
 
 def _float_index(e: Exception, source: Any) -> None:
@@ -405,7 +408,7 @@ def _float_index(e: Exception, source: Any) -> None:
                   f"{str(e).splitlines()[0]})", "integer labels (an int dtype such as int32)",
                   "Cast them first, e.g. labels.astype(np.int32)")
     except ArgumentTypeError as err:
-        err.data_leaf = i  # which leaf of data: the CLI names its DATA file
+        setattr(err, DATA_LEAF, i)  # which leaf of data: the CLI names its DATA file
         raise err from e
 
 
@@ -413,11 +416,11 @@ def _jaxpr_hash(closed: Any) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", str(closed.jaxpr)).encode())
     for c in closed.consts:
-        if hasattr(c, "dtype") and jax.dtypes.issubdtype(c.dtype, jax.dtypes.prng_key):
+        if hasattr(c, "dtype") and jnp.issubdtype(c.dtype, jax.dtypes.prng_key):
             c = jax.random.key_data(c)
         c = np.ascontiguousarray(np.asarray(c))
         h.update(f"{c.dtype}{c.shape}".encode())
-        h.update(c.reshape(-1).view(np.uint8))
+        h.update(c.reshape(-1).view(np.uint8).data)
     return h.hexdigest()
 
 

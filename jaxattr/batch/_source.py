@@ -202,7 +202,7 @@ def _take(pending: list, count: int, size: int) -> tuple[list, list, int]:
         else:
             pending = [[x[k:] for x in head], *pending[1:]]
         need -= k
-    chunk = [np.concatenate(cols) if len(cols) > 1 else cols[0] for cols in zip(*parts,
+    chunk = [cols[0] if len(cols) == 1 else np.concatenate(cols) for cols in zip(*parts,
                                                                                  strict=True)]
     return chunk, pending, count - size
 

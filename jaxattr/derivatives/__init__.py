@@ -3,9 +3,9 @@ sigma^4 contractions of the VarGrad series, for any scalar JAX function ``f: x -
 
 Every builder takes ``f`` and returns a function of ``x`` (any shape; derivatives are taken with
 respect to all ``d = x.size`` entries). Seven quantities, three methods, one registry of
-(quantity x method) implementations (:mod:`._core`), grouped by family: the Laplacian family
-(:mod:`._laplacian`), Hessian row norms (:mod:`._hessian`) and the sigma^4 contractions
-(:mod:`._contractions`).
+(quantity x method) implementations (``_core``), grouped by family: the Laplacian family
+(``_laplacian``), Hessian row norms (``_hessian``) and the sigma^4 contractions
+(``_contractions``).
 
 * ``method="exact"``: dense Hessians / third-derivative tensors (``jax.hessian``). Small ``d`` only:
   ``d <= EXACT_MAX_DIM`` (2048) for second- and third-order quantities, ``d <= EXACT_MAX_DIM_HIGH``
@@ -28,7 +28,7 @@ message that starts with the public function's name.
 References:
     Seo, Choe, Koo, Jeon, Kim, Jeon, "Noise-adding Methods of Saliency Map as Series of Higher
     Order Partial Derivative", WHI 2018, arXiv:1806.03000.
-    Li, Ye, Chen, Wang, Xu, He, Ren, "A computational framework for neural network-based
+    Li, Ye, Jiang et al., "A computational framework for neural network-based
     variational Monte Carlo with Forward Laplacian", arXiv:2307.08214.
     Hutchinson, "A stochastic estimator of the trace of the influence matrix", 1989.
 """

@@ -152,8 +152,9 @@ def _leaf_keys(key: jax.Array, k: int, n: int) -> list[jax.Array]:
     data = np.asarray(jax.random.key_data(key))
     seed = [*data.ravel().tolist(), k]
     impl = jax.random.key_impl(key)
+    # JAX annotates key_bits_array as jax.Array, but numpy uint32 key data works the same
     return [jax.random.wrap_key_data(
-        np.random.default_rng([*seed, i]).integers(0, 2**32, data.shape, dtype=np.uint32),
+        np.random.default_rng([*seed, i]).integers(0, 2**32, data.shape, dtype=np.uint32),  # pyright: ignore[reportArgumentType]  # takes numpy
         impl=impl) for i in range(n)]
 
 

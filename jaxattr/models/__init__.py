@@ -4,25 +4,26 @@ tests and benchmarks, their training loop, and the score function the attributio
 ==================  ====================  =======================================================
 name                module                purpose
 ==================  ====================  =======================================================
-``CifarCNN``        :mod:`.linen`         the RectGrad paper's CIFAR-10 CNN (Kim et al.,
+``CifarCNN``        ``linen``             the RectGrad paper's CIFAR-10 CNN (Kim et al.,
                                           arXiv:1902.04893), Flax linen; demo and notebooks
-``DigitsCNN``       :mod:`.linen`         the same at half width, for 8x8 digits
-``NNXCNN``          :mod:`.nnx`           the CifarCNN architecture in Flax NNX (engine tests)
-``EqxMLP``          :mod:`.eqx`           a ReLU MLP in Equinox (engine tests)
-``init_params``     :mod:`.training`      random variables of a linen model (fast on CPU)
-``train``           :mod:`.training`      pure optax Adam loop on softmax cross-entropy
-``accuracy``        :mod:`.training`      test accuracy of a linen classifier
-``score_fn``        :mod:`.score`         max-logit (or one class's logit) score of ONE example
+``DigitsCNN``       ``linen``             the same at half width, for 8x8 digits
+``NNXCNN``          ``nnx``               the CifarCNN architecture in Flax NNX (engine tests)
+``EqxMLP``          ``eqx``               a ReLU MLP in Equinox (engine tests)
+``init_params``     ``training``          random variables of a linen model (fast on CPU)
+``train``           ``training``          pure optax Adam loop on softmax cross-entropy
+``accuracy``        ``training``          test accuracy of a linen classifier
+``score_fn``        ``score``             max-logit (or one class's logit) score of ONE example
 ==================  ====================  =======================================================
 
 Every ReLU is ``jax.nn.relu`` (``flax.linen.relu``, ``nnx.relu``, Equinox's MLP activation), the
-primitive pattern that the modified-backprop rules of :mod:`jaxattr.backprop` replace. ``NNXCNN``
+primitive pattern that the modified-backprop rules of ``jaxattr.backprop`` replace. ``NNXCNN``
 and ``EqxMLP`` load NNX / Equinox only when first used. Invalid arguments raise
 :class:`jaxattr.errors.ArgumentError` (``ArgumentTypeError`` for a wrong type) with a message that
 starts with the function's or model's name.
 """
 
 import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .linen import CifarCNN as CifarCNN
 from .linen import DigitsCNN as DigitsCNN
@@ -30,6 +31,10 @@ from .score import score_fn as score_fn
 from .training import accuracy as accuracy
 from .training import init_params as init_params
 from .training import train as train
+
+if _TYPE_CHECKING:  # imported on first use at run time (__getattr__ below)
+    from .eqx import EqxMLP as EqxMLP
+    from .nnx import NNXCNN as NNXCNN
 
 __all__ = [
     "CifarCNN",

@@ -46,7 +46,7 @@ class EqxMLP(eqx.Module):
         depth: int = 2,
         num_classes: int = 10,
         key: jax.Array,
-    ):
+    ) -> None:
         width = check_int(width, "width", fn="EqxMLP", minimum=1)
         depth = check_int(depth, "depth", fn="EqxMLP", minimum=0)
         num_classes = check_int(num_classes, "num_classes", fn="EqxMLP", minimum=1)

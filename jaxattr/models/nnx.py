@@ -53,7 +53,7 @@ class NNXCNN(nnx.Module):
         dense: int = 64,
         num_classes: int = 10,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
         f1, f2, f3, f4 = check_features(features, dense, num_classes, fn="NNXCNN")
         in_features = check_int(in_features, "in_features", fn="NNXCNN", minimum=1)
         h, w = image_size

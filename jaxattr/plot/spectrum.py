@@ -45,7 +45,7 @@ def power_spectra(k, spectra: Mapping[str, np.ndarray], reference=None, *, ax=No
 
 
 def spectrum_errors(k, spectra: Mapping[str, np.ndarray], reference, *, ax=None):
-    """Plot |ln P - ln P_ref| against k for each labelled spectrum, log-log.
+    """Plot ``|ln P - ln P_ref|`` against k for each labelled spectrum, log-log.
 
     Args:
         k: wavenumbers, shape (m,).

@@ -14,6 +14,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Callable
+from typing import cast
 
 import diffrax
 import equinox as eqx
@@ -32,7 +33,7 @@ Potential = Callable[[jax.Array], jax.Array]
 
 def x64():
     """Context manager enabling float64 locally (the module never flips it globally)."""
-    if jax.config.jax_enable_x64:
+    if jax.config.jax_enable_x64:  # pyright: ignore[reportAttributeAccessIssue]  # a dynamic flag
         return contextlib.nullcontext()
     return enable_x64(True)
 
@@ -101,8 +102,8 @@ class Background(eqx.Module):
     """
 
     potential: Potential
-    n_start: jax.Array
-    n_end: jax.Array
+    n_start: np.ndarray
+    n_end: np.ndarray
     ended: jax.Array
     grid: jax.Array
     grid_log_ah: jax.Array
@@ -201,7 +202,7 @@ def _solve_y(sol, n_end, ended, rtol, atol, max_steps):
 @eqx.filter_jit
 def _solve(potential, phi0, n_max, rtol, atol, max_steps):
     sol = _solve_background(potential, phi0, n_max, rtol, atol, max_steps)
-    ts = sol.ts
+    ts, ys = cast(jax.Array, sol.ts), cast(jax.Array, sol.ys)  # saved: SaveAt(steps=True)
     n_end = jnp.nanmax(jnp.where(jnp.isfinite(ts), ts, -jnp.inf))
     ended = sol.event_mask if sol.event_mask is not None else jnp.array(False)
     ysol = _solve_y(sol, n_end, ended, rtol, atol, max_steps)
@@ -212,7 +213,7 @@ def _solve(potential, phi0, n_max, rtol, atol, max_steps):
         return n + 0.5 * jnp.log(potential(phi) / (3.0 - 0.5 * phi_n**2)), ysol.evaluate(n)[0]
 
     grid_log_ah, grid_y = jax.vmap(at)(grid)
-    vmin = jnp.min(jax.vmap(potential)(jnp.where(jnp.isfinite(sol.ys[:, 0]), sol.ys[:, 0], phi0)))
+    vmin = jnp.min(jax.vmap(potential)(jnp.where(jnp.isfinite(ys[:, 0]), ys[:, 0], phi0)))
     return sol, ysol, n_end, ended, grid, grid_log_ah, grid_y, vmin
 
 
@@ -280,26 +281,27 @@ def background(
     phi0 = check_real(phi0, "phi0", fn=fn, expected="a finite real scalar")
     _warn_low_precision_leaves(potential, fn)
     with x64():
-        phi0 = jnp.asarray(phi0, dtype=jnp.float64)
-        v0 = jnp.asarray(potential(phi0))
+        phi0_64 = jnp.asarray(phi0, dtype=jnp.float64)
+        v0 = jnp.asarray(potential(phi0_64))
         if v0.dtype != jnp.float64:
             fail_type(fn, "potential", potential, f"returned {v0.dtype} for a float64 phi",
                       "a V(phi) that computes in float64",
                       "write V with float64 arithmetic (no float32 casts or constants)")
         if not (float(v0) > 0):
-            fail(fn, "phi0", float(phi0), f"gives V(phi0)={float(v0)}", "a phi0 with V(phi0) > 0")
-        dv0 = float(jax.grad(potential)(phi0))
+            fail(fn, "phi0", float(phi0_64), f"gives V(phi0)={float(v0)}",
+                 "a phi0 with V(phi0) > 0")
+        dv0 = float(jax.grad(potential)(phi0_64))
         if dv0 == 0.0 or not math.isfinite(dv0):
-            fail(fn, "phi0", float(phi0), f"gives V'(phi0)={dv0}: the field does not roll",
+            fail(fn, "phi0", float(phi0_64), f"gives V'(phi0)={dv0}: the field does not roll",
                  "a phi0 where V' is finite and nonzero (no slow roll at an extremum)")
         eps_v = 0.5 * (dv0 / float(v0)) ** 2
         if eps_v >= 1.0:
-            fail(fn, "phi0", float(phi0),
+            fail(fn, "phi0", float(phi0_64),
                  f"gives eps1={eps_v:.3g} >= 1: the field is not inflating there",
                  "a phi0 where eps_V = (V'/V)^2/2 < 1")
         sol, ysol, n_end, ended, grid, grid_log_ah, grid_y, vmin = _solve(
-            potential, phi0, *(jnp.asarray(v, jnp.float64) for v in (n_max, rtol, atol)),
-            int(max_steps),
+            potential, phi0_64, jnp.asarray(n_max, jnp.float64), jnp.asarray(rtol, jnp.float64),
+            jnp.asarray(atol, jnp.float64), int(max_steps),
         )
         if not (float(vmin) > 0) or not np.all(np.isfinite(np.asarray(grid))):
             fail(fn, "potential", potential,

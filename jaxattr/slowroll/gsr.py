@@ -58,11 +58,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .._checks import check_real
 from .background import Background, x64
@@ -166,13 +168,13 @@ def _gsr1_one(bg, log_k, n_c, nodes, weights, edges):
 
 def gsr_power_spectrum(
     potential: Callable | Background,
-    k,
+    k: ArrayLike,
     *,
     order: int = 1,
     x_min: float = 1e-3,
     x_max: float = 100.0,
     phi0: float | None = None,
-    **background_kwargs,
+    **background_kwargs: Any,
 ) -> jax.Array:
     """General slow-roll power spectrum at first or second order.
 
@@ -231,7 +233,9 @@ def gsr_power_spectrum(
             lp = _gsr_jit(bg, log_k, n_c, jnp.asarray(nodes), jnp.asarray(weights),
                           jnp.asarray([x_min, x_max]))
         else:
-            lp = _gsr2_jit(bg, log_k, n_c, *(jnp.asarray(v) for v in _panels(x_min, x_max, 12)),
+            lo_nodes, lo_jac, hi_nodes, hi_jac, w, s = (
+                jnp.asarray(v) for v in _panels(x_min, x_max, 12))
+            lp = _gsr2_jit(bg, log_k, n_c, lo_nodes, lo_jac, hi_nodes, hi_jac, w, s,
                            jnp.asarray([x_min, x_max]))
         return jnp.exp(lp)
 

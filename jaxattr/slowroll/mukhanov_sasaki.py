@@ -3,18 +3,20 @@
 In e-folds, R_NN + (3 - eps1 + 2 phi_NN/phi_N) R_N + (k/aH)^2 R = 0, integrated together with
 the background (phi, phi_N) from k/aH = ``start`` (Bunch-Davies, with the Hankel asymptotic
 series at the local index nu) to k/aH = ``stop`` (or the end of inflation), real and imaginary
-parts split and rescaled by |R_init|.  P = k^3 |R|^2 / (2 pi^2).
+parts split and rescaled by ``|R_init|``.  ``P = k^3 |R|^2 / (2 pi^2)``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any, cast
 
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import check_int, check_real, fail
 from .background import Background, x64
@@ -97,7 +99,7 @@ def _solve_one(bg, log_k, start, stop, rtol, atol, max_steps):
         max_steps=max_steps,
         throw=False,
     )
-    s1 = sol.ys[-1]
+    s1 = cast(jax.Array, sol.ys)[-1]  # saved: SaveAt(t1=True)
     mod2 = s1[2] ** 2 + s1[4] ** 2
     log_p = 3.0 * log_k + log_norm + jnp.log(mod2) - math.log(2.0 * math.pi**2)
     return log_p, sol.result == diffrax.RESULTS.successful
@@ -112,7 +114,7 @@ def _ms_jit(bg, log_k, start, stop, rtol, atol, max_steps):
 
 def mukhanov_sasaki(
     potential: Callable | Background,
-    k,
+    k: ArrayLike,
     *,
     start: float = 1e3,
     stop: float = 1e-6,
@@ -120,14 +122,14 @@ def mukhanov_sasaki(
     atol: float = 1e-16,
     max_steps: int = 100_000,
     phi0: float | None = None,
-    **background_kwargs,
+    **background_kwargs: Any,
 ) -> jax.Array:
     """The numerical curvature power spectrum P(k) from the Mukhanov-Sasaki equation (vmapped).
 
     Each mode starts in the Bunch-Davies vacuum at k/aH = ``start`` (asymptotic Hankel series at
     the local index nu^2 = 9/4 + x^2 z''/z - 2) and is integrated with the background to
     k/aH = ``stop`` (or the end of inflation), real and imaginary parts split and rescaled by
-    |R_init| so the absolute tolerance never underflows.
+    ``|R_init|`` so the absolute tolerance never underflows.
 
     Args:
         potential: V(phi) or a solved :class:`Background`.
@@ -174,8 +176,9 @@ def mukhanov_sasaki(
     with x64():
         k = check_k(bg, k, "horizon", margin_start=math.log(start), margin_end=2.0, fn=fn)
         # start, stop and the tolerances are traced: changing them does not recompile
-        lp, ok = _ms_jit(bg, jnp.log(k), *(jnp.asarray(v, jnp.float64)
-                                           for v in (start, stop, rtol, atol)), max_steps)
+        lp, ok = _ms_jit(bg, jnp.log(k), jnp.asarray(start, jnp.float64),
+                         jnp.asarray(stop, jnp.float64), jnp.asarray(rtol, jnp.float64),
+                         jnp.asarray(atol, jnp.float64), max_steps)
         if not bool(jnp.all(ok)):
             fail(fn, "max_steps", max_steps, "was too small: a mode solve failed",
                  "a larger max_steps")

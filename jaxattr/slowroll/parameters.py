@@ -13,6 +13,7 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from .._checks import check_callable
 from .background import Background, _float64, _warn_low_precision_leaves, check_background, x64
@@ -59,7 +60,7 @@ def eps_fns(potential, n: int) -> list[Fn]:
 
 def delta_fns(potential, n: int) -> list[Fn]:
     """[delta1, ..., delta_n] (Stewart-Gong: delta_n = phi^(n+1) / (H^n phidot))."""
-    derivs = [lambda z: z[1]]
+    derivs: list[Fn] = [lambda z: z[1]]
     for _ in range(n):
         derivs.append(lie(potential, derivs[-1]))
     return [
@@ -75,7 +76,7 @@ def cosmic_state(bg: Background, n: jax.Array) -> jax.Array:
     return jnp.stack([phi, h * phi_n, bg.ysol.evaluate(n)[0]])
 
 
-def flow_parameters(bg: Background, n: jax.Array) -> dict[str, jax.Array]:
+def flow_parameters(bg: Background, n: ArrayLike) -> dict[str, jax.Array]:
     """Hubble-flow and Stewart-Gong parameters at e-folds ``n``, exact along the flow.
 
     Args:
@@ -121,7 +122,7 @@ def _flow_parameters(bg, n):
     return {k: v.reshape(n.shape) for k, v in res.items()}
 
 
-def potential_parameters(potential: Fn, phi: jax.Array) -> dict[str, jax.Array]:
+def potential_parameters(potential: Fn, phi: ArrayLike) -> dict[str, jax.Array]:
     """Potential slow-roll parameters eps_V, eta_V, xi_V^2 (M_p = 1) by ``jax.grad``.
 
     eps_V = (V'/V)^2/2, eta_V = V''/V, xi_V^2 = V'V'''/V^2.

@@ -18,22 +18,22 @@ __all__ = ["Monomial", "monomial"]
 
 
 class Monomial(eqx.Module):
-    """V(phi) = v0 |phi|^p (chaotic inflation; p = 2 is m^2 phi^2 / 2 with v0 = m^2 / 2).
+    """``V(phi) = v0 |phi|^p`` (chaotic inflation; p = 2 is m^2 phi^2 / 2 with v0 = m^2 / 2).
 
     Attributes:
         v0: amplitude, a float64 array.
         p: power, a float64 array.
     """
 
-    v0: jax.Array
-    p: jax.Array
+    v0: jax.Array | np.ndarray
+    p: jax.Array | np.ndarray
 
     def __call__(self, phi):
         return self.v0 * jnp.abs(phi) ** self.p
 
 
 def monomial(p: float = 2.0, v0: float = 0.5) -> Monomial:
-    """V = v0 |phi|^p with float64 parameters (default m^2 phi^2 / 2, m = 1).
+    """``V = v0 |phi|^p`` with float64 parameters (default m^2 phi^2 / 2, m = 1).
 
     Example:
         >>> v = monomial(2.0)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from .._checks import check_choice, check_int, fail
+from .._compat import add_note
 from ..errors import ArgumentError
 from .background import Background, _float64, background, check_background, x64
 from .parameters import _flow_parameters, cosmic_state, delta_fns, eps_fns, flow, hubble, lie
@@ -140,7 +143,7 @@ def as_background(potential_or_bg, phi0, bg_kwargs, fn: str = "background") -> B
     try:
         return background(potential_or_bg, phi0, **bg_kwargs)
     except (ArgumentError, TypeError) as e:
-        e.add_note(f"(raised while {fn} solved the background of V from phi0={phi0!r})")
+        add_note(e, f"(raised while {fn} solved the background of V from phi0={phi0!r})")
         raise
 
 
@@ -166,7 +169,7 @@ def check_k(bg: Background, k, point: str = "conformal", *, margin_start=0.0, ma
     return jnp.asarray(kk)
 
 
-def evaluation_efold(bg: Background, k, *, point: str = "conformal") -> jax.Array:
+def evaluation_efold(bg: Background, k: ArrayLike, *, point: str = "conformal") -> jax.Array:
     """The e-fold where mode k is evaluated (-k eta = 1, or aH = k).
 
     Raises:
@@ -188,7 +191,7 @@ def _eval_n_jit(bg, log_k, point):
     )
 
 
-def horizon_k(bg: Background, n) -> jax.Array:
+def horizon_k(bg: Background, n: ArrayLike) -> jax.Array:
     """k = aH of the mode that crosses the horizon at e-fold(s) ``n`` (a = 1 at N = 0).
 
     Computed in float64 whatever JAX's global float64 flag.  ``bg.n_end`` is a numpy float64,
@@ -258,12 +261,12 @@ def _index_jit(bg, log_k, point, what):
 
 def power_spectrum(
     potential: Callable | Background,
-    k,
+    k: ArrayLike,
     *,
     order: int = 3,
     point: str = "conformal",
     phi0: float | None = None,
-    **background_kwargs,
+    **background_kwargs: Any,
 ) -> jax.Array:
     """Standard slow-roll curvature power spectrum P(k) at order 0-3.
 
@@ -347,13 +350,13 @@ def _index(what, potential, k, order, method, point, phi0, bg_kwargs):
 
 def spectral_index(
     potential: Callable | Background,
-    k,
+    k: ArrayLike,
     *,
     method: str = "autodiff",
     order: int = 3,
     point: str = "conformal",
     phi0: float | None = None,
-    **background_kwargs,
+    **background_kwargs: Any,
 ) -> jax.Array:
     """Scalar spectral index n_s(k) = 1 + d ln P / d ln k.
 
@@ -393,13 +396,13 @@ def spectral_index(
 
 def running(
     potential: Callable | Background,
-    k,
+    k: ArrayLike,
     *,
     method: str = "autodiff",
     order: int = 3,
     point: str = "conformal",
     phi0: float | None = None,
-    **background_kwargs,
+    **background_kwargs: Any,
 ) -> jax.Array:
     """Running of the spectral index alpha_s(k) = d n_s / d ln k.
 

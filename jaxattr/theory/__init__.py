@@ -13,8 +13,8 @@ O(sigma^(2K+2))) for tanh/softplus networks, and are zero almost everywhere for 
 whose true SmoothGrad/VarGrad are not analytic in sigma: the builders warn
 (:class:`NonSmoothWarning`) when ``f`` contains such kinks.
 
-One idea per module: the series (:mod:`._series`), closed forms (:mod:`._closed_forms`),
-statistics (:mod:`._statistics`) and kink detection (:mod:`._smoothness`).
+One idea per module: the series (``_series``), closed forms (``_closed_forms``),
+statistics (``_statistics``) and kink detection (``_smoothness``).
 
 References:
     Seo, Choe, Koo, Jeon, Kim, Jeon, "Noise-adding Methods of Saliency Map as Series of Higher

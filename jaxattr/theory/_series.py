@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypedDict, cast, overload
 
 import jax
 import jax.numpy as jnp
@@ -33,10 +33,27 @@ def _check_sigma(sigma: Any, fn: str) -> float:
                       expected="a finite absolute noise standard deviation > 0")
 
 
-def _combine(terms: list, coefs: list[float], stochastic: bool):
+class _BuildOptions(TypedDict):
+    """The options every series passes to :func:`jaxattr.derivatives._core.build`."""
+
+    method: str
+    num_probes: int
+    probe: str
+    chunk: int | None
+    fn: str
+
+
+@overload
+def _combine(terms: list[jax.Array], coefs: list[float], stochastic: Literal[False]
+             ) -> jax.Array: ...
+@overload
+def _combine(terms: list[Estimate], coefs: list[float], stochastic: Literal[True]
+             ) -> Estimate: ...
+def _combine(terms: list, coefs: list[float], stochastic: bool) -> jax.Array | Estimate:
+    # terms is never empty: each sum is an array (its start, 0, is not returned alone)
     if not stochastic:
-        return sum(c * t for c, t in zip(coefs, terms, strict=True))
-    value = sum(c * t.value for c, t in zip(coefs, terms, strict=True))
+        return cast(jax.Array, sum(c * t for c, t in zip(coefs, terms, strict=True)))
+    value = cast(jax.Array, sum(c * t.value for c, t in zip(coefs, terms, strict=True)))
     var = sum((c * t.stderr) ** 2 for c, t in zip(coefs, terms, strict=True))
     return Estimate(value, jnp.sqrt(var))
 
@@ -91,7 +108,7 @@ def smoothgrad_series(
     order = check_int(order, "order", fn=fn, minimum=0)
     _core.check_options(fn, method, num_probes, probe, chunk)
     coefs = [sigma ** (2 * k) / (2**k * math.factorial(k)) for k in range(order + 1)]
-    opts = dict(method=method, num_probes=num_probes, probe=probe, chunk=chunk, fn=fn)
+    opts = _BuildOptions(method=method, num_probes=num_probes, probe=probe, chunk=chunk, fn=fn)
     builders = [_core.build("grad_laplacian_power", f, k=k, **opts) for k in range(1, order + 1)]
     grad = jax.grad(f)
 
@@ -163,7 +180,7 @@ def vargrad_series(
     if order > 2:
         fail(fn, "order", order, "is not implemented", "0, 1 or 2")
     _core.check_options(fn, method, num_probes, probe, chunk)
-    opts = dict(method=method, num_probes=num_probes, probe=probe, chunk=chunk, fn=fn)
+    opts = _BuildOptions(method=method, num_probes=num_probes, probe=probe, chunk=chunk, fn=fn)
     builders, coefs = [], []
     if order >= 1:
         builders.append(_core.build("hessian_row_sqnorms", f, **opts))
