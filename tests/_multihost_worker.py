@@ -42,7 +42,8 @@ def problem():
 
 def main(argv: list[str]) -> None:
     pid, nproc, port, out, slow = int(argv[0]), int(argv[1]), argv[2], argv[3], float(argv[4])
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    flags = os.environ.get("XLA_FLAGS", "")  # the test process's (tests/conftest.py), plus devices
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=2".strip()
     os.environ["JAX_PLATFORMS"] = "cpu"
     import jax
 

@@ -271,7 +271,9 @@ class LinenCNN(nn.Module):
 
 def _linen_and_plain_cnn():
     model = LinenCNN()
-    x = jnp.asarray(RNG.uniform(size=(3, 8, 8, 2)))
+    x = jnp.asarray(np.random.default_rng(3).uniform(size=(3, 8, 8, 2)))  # not the shared RNG:
+    # the input must not depend on which tests ran before (with the padding trick an 8x8 input
+    # can leave no kept unit inside the ring, a correct all-zero map this test cannot use)
     params = model.init(jax.random.key(0), x[:1])
     p = params["params"]
 

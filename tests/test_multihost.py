@@ -4,6 +4,7 @@ SIGKILLed mid-run a restart of both completes it, identical, without starting ov
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,7 +31,9 @@ def _free_port() -> int:
 
 def _start(nproc: int, out, slow: float) -> list[subprocess.Popen]:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ)  # XLA_FLAGS as this process's (compiled alike); the worker sets devices
+    env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\S+", "",
+                              env.get("XLA_FLAGS", "")).strip()
     return [subprocess.Popen([sys.executable, WORKER, str(i), str(nproc), str(port), str(out),
                               str(slow)], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for i in range(nproc)]
