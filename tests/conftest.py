@@ -6,8 +6,9 @@ XLA:CPU compiles the suite's programs with LLVM at optimisation level 0. The pro
 so compiling them is most of the suite's time, and level 0 halves it (the whole suite: 8.5 -> 6
 minutes on 2 cores). The programs are the same (every JAX and XLA HLO pass runs as usual); only
 the machine code is less optimised. Notebook kernels and worker processes the tests start inherit
-the flag. ``JAXATTR_TEST_FULL_OPT=1`` runs the suite at XLA's default level, as users run; the
-benchmarks, the demo and .ci/installed's smoke tests always do.
+the flag. ``JAXATTR_TEST_FULL_OPT=1`` runs the suite at XLA's default level, as users run; CI's
+floor run (.ci/floor: the engine, rule-set and transform tests) does, and so do the benchmarks,
+the demo and .ci/installed's smoke tests.
 """
 
 import os
