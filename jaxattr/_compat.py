@@ -181,9 +181,13 @@ def enable_x64(new_val: bool = True):
 
 
 def add_note(e: BaseException, note: str) -> None:
-    """``e.add_note(note)`` on Python >= 3.11; nothing on 3.10, which has no exception notes."""
+    """``e.add_note(note)``; on Python 3.10, which has no ``add_note``, the note is kept in
+    ``e.__notes__`` as PEP 678 specifies (3.10's traceback does not print it)."""
     if sys.version_info >= (3, 11):
         e.add_note(note)
+    else:
+        notes = getattr(e, "__notes__", None)
+        e.__notes__ = [*(notes or ()), note]  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def shard_map_axis_names(params: dict[str, Any]) -> frozenset:

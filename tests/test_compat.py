@@ -8,6 +8,7 @@ installed. CI runs this file on the newest JAX and on the declared floor (``.ci/
 
 import pathlib
 import re
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -277,3 +278,13 @@ def test_ci_tests_the_declared_floor():
         assert name in floors, f".ci/floor-constraints.txt pins {name}, which has no floor"
         assert pin == floors[name], (
             f"{name}: .ci/floor tests {pin}, pyproject.toml declares >={floors[name]}")
+
+
+@pytest.mark.parametrize("version", [(3, 10, 14), (3, 11, 0)])
+def test_add_note_keeps_notes_on_every_python(monkeypatch, version):
+    # Exception.add_note is Python >= 3.11; the package declares 3.10 (PEP 678's __notes__ there)
+    monkeypatch.setattr(compat, "sys", SimpleNamespace(version_info=version))
+    e = ValueError("boom")
+    compat.add_note(e, "first")
+    compat.add_note(e, "second")
+    assert e.__notes__ == ["first", "second"]
