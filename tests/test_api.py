@@ -1,11 +1,12 @@
 """The public API is fully annotated: every public function and class ``__init__`` of the
 modules below has an annotation on each parameter (``*args`` and ``**kwargs`` too; not ``self``)
-and on its return. Public: listed in the module's ``__all__`` (else a name without a leading
-underscore) and defined in a jaxattr module (re-exported JAX or numpy names are not ours)."""
+and on its return. Public: as tests/public_api.py says, and defined in a jaxattr module."""
 
 import importlib
 import inspect
 from collections.abc import Callable, Iterator
+
+from public_api import ours, public
 
 MODULES = [
     "jaxattr", "jaxattr.relevance", "jaxattr.layer", "jaxattr.difference", "jaxattr.backprop",
@@ -15,24 +16,15 @@ MODULES = [
 ]
 
 
-def _ours(obj: object) -> bool:
-    return getattr(obj, "__module__", "").split(".")[0] == "jaxattr"
-
-
 def public_callables() -> Iterator[tuple[str, Callable, bool]]:
     """(qualified name, function, is a method) of each public function and class ``__init__``."""
     for module_name in MODULES:
-        module = importlib.import_module(module_name)
-        names = getattr(module, "__all__", None)
-        if names is None:
-            names = [n for n in vars(module) if not n.startswith("_")]
-        for name in names:
-            obj = getattr(module, name)
-            if not _ours(obj):
+        for name, obj in public(importlib.import_module(module_name)).items():
+            if not ours(obj):
                 continue
             if inspect.isfunction(obj):
                 yield f"{module_name}.{name}", obj, False
-            elif inspect.isclass(obj) and inspect.isfunction(obj.__init__) and _ours(obj.__init__):
+            elif inspect.isclass(obj) and inspect.isfunction(obj.__init__) and ours(obj.__init__):
                 yield f"{module_name}.{name}.__init__", obj.__init__, True
 
 

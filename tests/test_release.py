@@ -3,9 +3,10 @@ and an API reference that documents every public name."""
 
 import importlib
 import importlib.metadata
-import inspect
 import re
 from pathlib import Path
+
+from public_api import public
 
 import jaxattr
 
@@ -51,12 +52,7 @@ def test_license_is_the_apache_2_text():
 
 
 def _public(module) -> set[str]:
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [n for n, v in vars(module).items() if not n.startswith("_")
-                 and (inspect.isfunction(v) or inspect.isclass(v))
-                 and getattr(v, "__module__", "").startswith("jaxattr")]
-    return {f"{module.__name__}.{n}" for n in names}
+    return {f"{module.__name__}.{n}" for n in public(module)}
 
 
 def _documented() -> set[str]:
